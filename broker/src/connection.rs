@@ -1,0 +1,174 @@
+//! One AMQP connection per process, reopened by us when it drops. lapin's
+//! own recovery does not survive a broker restart (amqp-rs/lapin#450), so
+//! every user asks [`Broker`] for a channel and gets a fresh one on a fresh
+//! connection (with the topology declared again) whenever the old one died.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::topology::Topology;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handle to the broker; cheap to clone.
+#[derive(Clone)]
+pub struct Broker(Arc<Inner>);
+
+struct Inner {
+    url: String,
+    name: String,
+    topology: Topology,
+    connection: Mutex<Option<Connection>>,
+    /// The confirm-mode channel publishers share (lapin channels are
+    /// thread-safe; confirms are matched by delivery tag).
+    publish_channel: Mutex<Option<Channel>>,
+    connected: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("broker unreachable: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("broker connection timed out")]
+    Timeout,
+}
+
+impl Broker {
+    /// Does not connect yet: the first use (or [`Broker::spawn_keeper`]) does.
+    pub fn new(url: &str, topology: Topology, connection_name: &str) -> Self {
+        Self(Arc::new(Inner {
+            url: url.to_owned(),
+            name: connection_name.to_owned(),
+            topology,
+            connection: Mutex::new(None),
+            publish_channel: Mutex::new(None),
+            connected: Arc::new(AtomicBool::new(false)),
+        }))
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.0.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.0.connected.load(Ordering::Relaxed)
+    }
+
+    /// For `/health/ready`.
+    pub fn probe(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let connected = self.0.connected.clone();
+        Arc::new(move || connected.load(Ordering::Relaxed))
+    }
+
+    /// A new channel on a live connection (consumers own theirs).
+    pub async fn channel(&self) -> Result<Channel, ConnectError> {
+        let mut guard = self.0.connection.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.status().connected() {
+                match conn.create_channel().await {
+                    Ok(ch) => return Ok(ch),
+                    Err(e) => tracing::warn!(error = %e, "channel creation failed; reconnecting"),
+                }
+            }
+        }
+        let conn = self.connect().await?;
+        let channel = conn.create_channel().await?;
+        *guard = Some(conn);
+        Ok(channel)
+    }
+
+    /// The shared confirm-mode channel for publishing.
+    pub async fn publish_channel(&self) -> Result<Channel, ConnectError> {
+        let mut guard = self.0.publish_channel.lock().await;
+        if let Some(ch) = guard.as_ref() {
+            if ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = self.channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *guard = Some(ch.clone());
+        Ok(ch)
+    }
+
+    async fn connect(&self) -> Result<Connection, ConnectError> {
+        self.0.connected.store(false, Ordering::Relaxed);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(self.0.name.clone().into())
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio::current());
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.0.url, properties),
+        )
+        .await
+        .map_err(|_| ConnectError::Timeout)??;
+        let flag = self.0.connected.clone();
+        let mut events = conn.events_listener();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(event) = events.next().await {
+                if let lapin::Event::Error(e) = event {
+                    tracing::warn!(error = %e, "broker connection lost");
+                    flag.store(false, Ordering::Relaxed);
+                }
+            }
+        });
+        let channel = conn.create_channel().await?;
+        self.0.topology.declare(&channel).await?;
+        let _ = channel.close(200, "topology declared").await;
+        self.0.connected.store(true, Ordering::Relaxed);
+        tracing::info!(connection = %self.0.name, "broker connected, topology declared");
+        Ok(conn)
+    }
+
+    /// Keeps the connection up in the background so readiness recovers and
+    /// the topology is redeclared even when nothing is being published.
+    pub fn spawn_keeper(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let broker = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                let healthy = {
+                    let guard = broker.0.connection.lock().await;
+                    guard.as_ref().is_some_and(|c| c.status().connected())
+                };
+                if healthy {
+                    broker.0.connected.store(true, Ordering::Relaxed);
+                    backoff = Duration::from_millis(250);
+                } else {
+                    broker.0.connected.store(false, Ordering::Relaxed);
+                    match broker.channel().await {
+                        Ok(ch) => {
+                            let _ = ch.close(200, "probe").await;
+                            backoff = Duration::from_millis(250);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker reconnect failed");
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(if healthy { Duration::from_secs(1) } else { backoff }) => {}
+                }
+            }
+        })
+    }
+
+    /// Closes the connection (shutdown, tests that simulate a crash).
+    pub async fn close(&self) {
+        *self.0.publish_channel.lock().await = None;
+        if let Some(conn) = self.0.connection.lock().await.take() {
+            let _ = conn.close(200, "shutdown").await;
+        }
+        self.0.connected.store(false, Ordering::Relaxed);
+    }
+}

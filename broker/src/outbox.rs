@@ -1,0 +1,359 @@
+//! The transactional outbox. A service writes its state change, then
+//! [`Outbox::enqueue`] writes the event into the same MongoDB before the
+//! HTTP response goes out (no multi-document transaction needed, so it works
+//! on a standalone server). The [`OutboxRelay`] then publishes it:
+//!
+//! - fast path: records enqueued by this process are handed to the relay in
+//!   memory and published within milliseconds, in enqueue order, pipelined on
+//!   one confirm channel, and deleted once confirmed;
+//! - sweep: whatever is still in the collection after a grace period (broker
+//!   down, process killed between commit and publish) is published by the one
+//!   relay holding the lease, in `seq` order, with retries until it goes.
+//!
+//! Order: per aggregate, records are published in `seq` order. `seq` is the
+//! aggregate's own version when the caller has one, else a per-process
+//! monotonic clock. Delivery is at least once; consumers deduplicate by id.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared::metrics::Metrics;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+use crate::events::EventPayload;
+use crate::publisher::{Outgoing, Publisher};
+use crate::topology::Exchange;
+
+/// How long a record may wait for the fast path before the sweep takes it.
+const SWEEP_GRACE: Duration = Duration::from_secs(2);
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+const LEASE: Duration = Duration::from_secs(10);
+const BATCH: usize = 256;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OutboxRecord {
+    /// The event id.
+    #[serde(rename = "_id")]
+    id: String,
+    aggregate: String,
+    seq: i64,
+    exchange: String,
+    routing_key: String,
+    correlation_id: Option<String>,
+    /// The serialized envelope, published byte for byte.
+    body: String,
+    created_at: DateTime,
+}
+
+impl OutboxRecord {
+    fn outgoing(&self) -> Option<Outgoing> {
+        Some(Outgoing {
+            exchange: Exchange::from_base_name(&self.exchange)?,
+            routing_key: self.routing_key.clone(),
+            message_id: self.id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            body: self.body.clone().into_bytes(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot encode the event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot store the event: {0}")]
+    Store(#[from] mongodb::error::Error),
+}
+
+/// Writes events to the producer's database; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    records: Collection<OutboxRecord>,
+    producer: Arc<str>,
+    fast_path: mpsc::Sender<OutboxRecord>,
+    clock: Arc<AtomicI64>,
+    metrics: Metrics,
+}
+
+/// One event to enqueue, with its aggregate and optional version.
+pub struct Pending<E> {
+    pub aggregate: String,
+    pub seq: Option<i64>,
+    pub data: E,
+}
+
+impl Outbox {
+    /// The outbox and the relay that drains it; run the relay with
+    /// [`OutboxRelay::run`].
+    pub fn new(
+        db: &Database,
+        producer: &str,
+        publisher: Publisher,
+        instance_id: &str,
+        metrics: Metrics,
+    ) -> (Self, OutboxRelay) {
+        let (tx, rx) = mpsc::channel(4096);
+        let records = db.collection::<OutboxRecord>("outbox");
+        let outbox = Self {
+            records: records.clone(),
+            producer: producer.into(),
+            fast_path: tx,
+            clock: Arc::new(AtomicI64::new(0)),
+            metrics: metrics.clone(),
+        };
+        let relay = OutboxRelay {
+            records,
+            leases: db.collection("outbox_lease"),
+            publisher,
+            instance_id: instance_id.to_owned(),
+            fast_path: rx,
+            metrics,
+        };
+        (outbox, relay)
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.records
+            .create_index(IndexModel::builder().keys(doc! { "seq": 1 }).build())
+            .await?;
+        self.records
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "createdAt": 1 })
+                    .options(IndexOptions::builder().build())
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn next_seq(&self) -> i64 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let prev = self.clock.fetch_max(now, Ordering::SeqCst);
+        if prev >= now {
+            self.clock.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            now
+        }
+    }
+
+    fn record<E: EventPayload>(
+        &self,
+        correlation_id: Option<&str>,
+        p: Pending<E>,
+    ) -> Result<OutboxRecord, OutboxError> {
+        let envelope = Envelope::new(&self.producer, correlation_id.map(str::to_owned), p.data);
+        Ok(OutboxRecord {
+            id: envelope.id.to_string(),
+            aggregate: p.aggregate,
+            seq: p.seq.unwrap_or_else(|| self.next_seq()),
+            exchange: E::EXCHANGE.base_name().to_owned(),
+            routing_key: E::TYPE.to_owned(),
+            correlation_id: envelope.correlation_id.clone(),
+            body: serde_json::to_string(&envelope)?,
+            created_at: DateTime::now(),
+        })
+    }
+
+    /// Stores one event; returns its id. Call after the state change is
+    /// written and before answering the request.
+    pub async fn enqueue<E: EventPayload>(
+        &self,
+        aggregate: &str,
+        correlation_id: Option<&str>,
+        data: E,
+    ) -> Result<Uuid, OutboxError> {
+        let pending = Pending {
+            aggregate: aggregate.to_owned(),
+            seq: None,
+            data,
+        };
+        let record = self.record(correlation_id, pending)?;
+        let id = Uuid::parse_str(&record.id).unwrap_or_default();
+        self.records.insert_one(&record).await?;
+        self.metrics.db("outbox", "insert");
+        self.hand_over(record);
+        Ok(id)
+    }
+
+    /// Stores one event with the aggregate's version as its order key.
+    pub async fn enqueue_versioned<E: EventPayload>(
+        &self,
+        pending: Pending<E>,
+        correlation_id: Option<&str>,
+    ) -> Result<Uuid, OutboxError> {
+        let record = self.record(correlation_id, pending)?;
+        let id = Uuid::parse_str(&record.id).unwrap_or_default();
+        self.records.insert_one(&record).await?;
+        self.metrics.db("outbox", "insert");
+        self.hand_over(record);
+        Ok(id)
+    }
+
+    fn hand_over(&self, record: OutboxRecord) {
+        // A full or closed channel only delays the event until the sweep.
+        let _ = self.fast_path.try_send(record);
+    }
+
+    /// Events not yet confirmed by the broker.
+    pub async fn backlog(&self) -> Result<u64, mongodb::error::Error> {
+        self.records.count_documents(doc! {}).await
+    }
+}
+
+/// Publishes what the outbox holds; see the module docs.
+pub struct OutboxRelay {
+    records: Collection<OutboxRecord>,
+    leases: Collection<mongodb::bson::Document>,
+    publisher: Publisher,
+    instance_id: String,
+    fast_path: mpsc::Receiver<OutboxRecord>,
+    metrics: Metrics,
+}
+
+impl OutboxRelay {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                biased;
+                n = self.fast_path.recv_many(&mut buf, BATCH) => {
+                    if n == 0 { break; }
+                    let batch = std::mem::take(&mut buf);
+                    self.publish_and_delete(&batch).await;
+                }
+                _ = sweep.tick() => self.sweep().await,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Whatever is left stays in MongoDB for the next sweep (here or on
+        // another instance): nothing is lost by stopping.
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes in order; deletes what the broker confirmed. Returns
+    /// whether everything went.
+    async fn publish_and_delete(&self, batch: &[OutboxRecord]) -> bool {
+        let (valid, invalid): (Vec<_>, Vec<_>) = batch.iter().partition(|r| r.outgoing().is_some());
+        for r in invalid {
+            tracing::error!(event.id = %r.id, exchange = %r.exchange, "outbox record names an unknown exchange; left in place");
+        }
+        let outgoing: Vec<Outgoing> = valid.iter().filter_map(|r| r.outgoing()).collect();
+        let results = self.publisher.publish_batch(&outgoing).await;
+        let mut done = Vec::new();
+        let mut all_ok = true;
+        for (record, result) in valid.iter().zip(results) {
+            match result {
+                Ok(()) => done.push(record.id.clone()),
+                Err(e) => {
+                    all_ok = false;
+                    tracing::warn!(event.id = %record.id, event.type = %record.routing_key, error = %e, "publish failed; the outbox keeps it");
+                }
+            }
+        }
+        if !done.is_empty() {
+            match self
+                .records
+                .delete_many(doc! { "_id": { "$in": &done } })
+                .await
+            {
+                Ok(_) => self.metrics.db("outbox", "delete"),
+                // Published but still stored: republished later, and consumers deduplicate.
+                Err(e) => tracing::warn!(error = %e, "could not delete published outbox records"),
+            }
+        }
+        all_ok
+    }
+
+    async fn sweep(&self) {
+        if !self.hold_lease().await {
+            return;
+        }
+        loop {
+            let cutoff = DateTime::from_millis(
+                DateTime::now().timestamp_millis() - SWEEP_GRACE.as_millis() as i64,
+            );
+            let found = self
+                .records
+                .find(doc! { "createdAt": { "$lt": cutoff } })
+                .sort(doc! { "seq": 1 })
+                .limit(BATCH as i64)
+                .await;
+            let batch: Vec<OutboxRecord> = match found {
+                Ok(cursor) => match cursor.try_collect().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox sweep read failed");
+                        return;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox sweep query failed");
+                    return;
+                }
+            };
+            self.metrics.db("outbox", "find");
+            if let Ok(n) = self.records.count_documents(doc! {}).await {
+                self.metrics
+                    .outbox_backlog
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            if batch.is_empty() {
+                return;
+            }
+            tracing::info!(count = batch.len(), "relaying outbox backlog");
+            let full = batch.len() == BATCH;
+            if !self.publish_and_delete(&batch).await || !full {
+                return;
+            }
+        }
+    }
+
+    /// One relay sweeps at a time, so the backlog goes out in one order.
+    async fn hold_lease(&self) -> bool {
+        let now = DateTime::now();
+        let until = DateTime::from_millis(now.timestamp_millis() + LEASE.as_millis() as i64);
+        let result = self
+            .leases
+            .update_one(
+                doc! { "_id": "relay", "$or": [ { "holder": &self.instance_id }, { "expiresAt": { "$lt": now } } ] },
+                doc! { "$set": { "holder": &self.instance_id, "expiresAt": until } },
+            )
+            .upsert(true)
+            .await;
+        match result {
+            Ok(_) => true,
+            Err(e) if is_duplicate_key(&e) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "outbox lease unavailable");
+                false
+            }
+        }
+    }
+}
+
+/// E11000: the write lost a race on a unique key.
+pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+        _ => e.to_string().contains("E11000"),
+    }
+}

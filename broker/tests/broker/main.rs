@@ -1,0 +1,448 @@
+//! The broker crate against the real RabbitMQ and MongoDB-wire server.
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers fail loudly; a panic is the assertion"
+)]
+
+mod helpers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::events::auth::{SessionRevoked, UserRegistered};
+use broker::events::chat::Typing;
+use broker::topology::CHAT_SVC_USERS;
+use broker::{Consumer, Envelope, Outbox, ProcessedEvents, PublishError, RetrySchedule, Topology};
+use helpers::{durable, eventually, Recorder, TestEnv};
+use lapin::types::AMQPValue;
+use tokio_util::sync::CancellationToken;
+
+fn user_registered(n: usize) -> UserRegistered {
+    UserRegistered {
+        user_id: format!("u{n}"),
+        username: format!("user{n}"),
+        display_name: format!("User {n}"),
+        avatar_url: None,
+        email: format!("user{n}@example.com"),
+        profile_version: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_published_event_reaches_the_consumer_once_even_when_published_twice() {
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+
+    let event = Envelope::new("auth-svc", Some("req-1".into()), user_registered(1));
+    publisher
+        .publish(&event)
+        .await
+        .expect("first publish confirmed");
+    publisher
+        .publish(&event)
+        .await
+        .expect("second publish confirmed");
+    let other = Envelope::new(
+        "auth-svc",
+        None,
+        SessionRevoked {
+            user_id: "u1".into(),
+            session_id: "s1".into(),
+            reason: "logout".into(),
+        },
+    );
+    publisher.publish(&other).await.expect("publish confirmed");
+
+    eventually("both events consumed", Duration::from_secs(10), || {
+        recorder.count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        recorder.ids(),
+        vec![event.id, other.id],
+        "each event once, in publish order"
+    );
+    let consumed = env
+        .metrics
+        .events_consumed
+        .with_label_values(&[&broker.topology().queue(&CHAT_SVC_USERS), "duplicate"])
+        .get();
+    assert_eq!(consumed, 1, "the second copy was recognised as a duplicate");
+
+    shutdown.cancel();
+    task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
+#[tokio::test]
+async fn an_unroutable_publish_is_reported_as_an_error() {
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    // No queue binds `typing` on this prefix's chat.realtime (no chat-svc instance runs).
+    let event = Envelope::new(
+        "chat-svc",
+        None,
+        Typing {
+            chat_id: "c".into(),
+            user_id: "u".into(),
+            state: "start".into(),
+            member_ids: vec![],
+        },
+    );
+    let result = publisher.publish(&event).await;
+    assert!(
+        matches!(result, Err(PublishError::Unroutable(ref key)) if key == "typing"),
+        "{result:?}"
+    );
+    // The channel stays usable for routable messages.
+    publisher
+        .publish(&Envelope::new("auth-svc", None, user_registered(2)))
+        .await
+        .expect("routable publish");
+    env.cleanup(&broker, &[]).await;
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_dead_lettered_after_the_retry_schedule_and_the_consumer_goes_on()
+{
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    broker.channel().await.unwrap();
+    let queue = broker.topology().queue(&CHAT_SVC_USERS);
+
+    // A poison message, then a good one behind it.
+    let props = broker::publisher::properties("poison-1", "user.registered", None);
+    eventually_declared(&broker, &queue).await;
+    publisher
+        .send_to_queue(&queue, b"{not an envelope", props)
+        .await
+        .expect("poison sent");
+    let good = Envelope::new(
+        "auth-svc",
+        None,
+        SessionRevoked {
+            user_id: "u9".into(),
+            session_id: "s9".into(),
+            reason: "logout".into(),
+        },
+    );
+    publisher.publish(&good).await.unwrap();
+
+    eventually("the good event is handled", Duration::from_secs(10), || {
+        recorder.count() == 1
+    })
+    .await;
+    let dead_queue = Topology::dead_queue(&queue);
+    let mut dead = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while dead.is_empty() && tokio::time::Instant::now() < deadline {
+        dead = env.drain(&broker, &dead_queue).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        dead.len(),
+        1,
+        "the poison message is parked in {dead_queue}"
+    );
+    assert_eq!(dead[0].delivery.data, b"{not an envelope");
+    let headers = dead[0].delivery.properties.headers().clone().unwrap();
+    let attempts = headers.inner().get("x-retry-count").cloned();
+    assert_eq!(
+        attempts,
+        Some(AMQPValue::LongLongInt(4)),
+        "1 try + 3 retries of the fast schedule"
+    );
+    let retried = env
+        .metrics
+        .events_consumed
+        .with_label_values(&[&queue, "retried"])
+        .get();
+    assert_eq!(retried, 3);
+
+    shutdown.cancel();
+    task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
+async fn eventually_declared(broker: &broker::Broker, queue: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ch = broker.channel().await.unwrap();
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        if ch
+            .queue_declare(queue, passive, Default::default())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue {queue} never declared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_killed_before_acking_gets_the_message_redelivered_and_the_effect_happens_once()
+{
+    let env = TestEnv::new().await;
+    // The doomed consumer has its own connection, as a separate process would.
+    let doomed_broker = env.broker();
+    let doomed = Recorder {
+        hang: true,
+        effects: Some(env.db.clone()),
+        ..Default::default()
+    };
+    let consumer = Consumer::new(
+        doomed_broker.clone(),
+        env.publisher(&doomed_broker),
+        durable(CHAT_SVC_USERS),
+        Arc::new(doomed.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let doomed_task = tokio::spawn(consumer.run(CancellationToken::new()));
+
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    eventually_declared(&broker, &broker.topology().queue(&CHAT_SVC_USERS)).await;
+    let event = Envelope::new("auth-svc", None, user_registered(3));
+    publisher.publish(&event).await.unwrap();
+    eventually(
+        "the doomed consumer applied the effect",
+        Duration::from_secs(10),
+        || doomed.count() == 1,
+    )
+    .await;
+
+    // Kill it mid-delivery: the task dies and its connection drops unacked.
+    doomed_task.abort();
+    doomed_broker.close().await;
+
+    let survivor = Recorder {
+        effects: Some(env.db.clone()),
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(survivor.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    eventually(
+        "the message is redelivered",
+        Duration::from_secs(10),
+        || survivor.count() == 1,
+    )
+    .await;
+    assert_eq!(survivor.ids(), vec![event.id]);
+    let effects = env
+        .db
+        .collection::<mongodb::bson::Document>("effects")
+        .count_documents(mongodb::bson::doc! {})
+        .await
+        .unwrap();
+    assert_eq!(effects, 1, "the effect happened once");
+
+    shutdown.cancel();
+    task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
+#[tokio::test]
+async fn events_left_in_the_outbox_by_a_crashed_producer_are_relayed_on_restart() {
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    // "Crash": events committed to the outbox, relay never ran.
+    let (outbox, relay) = Outbox::new(
+        &env.db,
+        "auth-svc",
+        publisher.clone(),
+        "crashed",
+        env.metrics.clone(),
+    );
+    outbox.ensure_indexes().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(
+            outbox
+                .enqueue(&format!("user:{n}"), Some("req"), user_registered(n))
+                .await
+                .unwrap(),
+        );
+    }
+    drop(relay);
+    drop(outbox);
+
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
+    let (restarted, relay) = Outbox::new(
+        &env.db,
+        "auth-svc",
+        publisher.clone(),
+        "restarted",
+        env.metrics.clone(),
+    );
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+
+    eventually("all 20 relayed", Duration::from_secs(15), || {
+        recorder.count() == 20
+    })
+    .await;
+    assert_eq!(recorder.ids(), ids, "relayed in commit order");
+    eventually_async_zero(&restarted).await;
+
+    shutdown.cancel();
+    consumer_task.await.unwrap();
+    relay_task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
+async fn eventually_async_zero(outbox: &Outbox) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while outbox.backlog().await.unwrap() != 0 {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not emptied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops and restarts the shared RabbitMQ: run alone (`./dev test` runs
+/// ignored tests serially after the rest).
+#[tokio::test]
+#[ignore = "disruptive: restarts RabbitMQ; run by ./dev test serially"]
+async fn disruptive_rabbitmq_restarted_mid_stream_loses_no_event() {
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    let shutdown = CancellationToken::new();
+    let keeper = broker.spawn_keeper(shutdown.clone());
+    let (outbox, relay) = Outbox::new(
+        &env.db,
+        "auth-svc",
+        publisher.clone(),
+        "relay",
+        env.metrics.clone(),
+    );
+    outbox.ensure_indexes().await.unwrap();
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+    let consumer_broker = env.broker();
+    let recorder = Recorder::default();
+    let consumer = Consumer::new(
+        consumer_broker.clone(),
+        env.publisher(&consumer_broker),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast())
+    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
+    eventually_declared(&broker, &broker.topology().queue(&CHAT_SVC_USERS)).await;
+
+    let total = 300;
+    let mut ids = Vec::new();
+    for n in 0..total {
+        if n == 100 {
+            rabbitmqctl("stop_app").await;
+        }
+        if n == 200 {
+            rabbitmqctl("start_app").await;
+        }
+        ids.push(
+            outbox
+                .enqueue(&format!("user:{n}"), None, user_registered(n))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eventually(
+        "every event delivered after the restart",
+        Duration::from_secs(60),
+        || {
+            let mut seen = recorder.ids();
+            seen.sort();
+            seen.dedup();
+            seen.len() == total
+        },
+    )
+    .await;
+    let mut seen = recorder.ids();
+    let received = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), total, "no event lost");
+    assert_eq!(received, total, "no event handled twice");
+    assert!(broker.is_connected(), "the publisher reconnected by itself");
+
+    shutdown.cancel();
+    let _ = tokio::join!(keeper, relay_task, consumer_task);
+    consumer_broker.close().await;
+    env.cleanup(&broker, &[]).await;
+}
+
+async fn rabbitmqctl(cmd: &str) {
+    let status = tokio::process::Command::new("rabbitmqctl")
+        .args(["-q", cmd])
+        .status()
+        .await
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {cmd}");
+    if cmd == "start_app" {
+        let _ = tokio::process::Command::new("rabbitmqctl")
+            .args(["-q", "await_startup"])
+            .status()
+            .await;
+    }
+}

@@ -1,0 +1,254 @@
+//! Layered configuration: built-in defaults, then an optional TOML file
+//! (`CONFIG_FILE`), then environment variables named after the keys
+//! (`HTTP_PORT`, `MONGODB_URI`, ...). Loaded once at start, validated, and
+//! passed explicitly: there is no global config.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// A configuration problem, naming the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    pub fn key(key: &str, problem: impl std::fmt::Display) -> Self {
+        Self(format!("`{key}` {problem}"))
+    }
+}
+
+/// Settings every service has. Field names are the lower-cased
+/// environment variable names.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommonConfig {
+    /// Address the HTTP server binds to.
+    pub http_host: String,
+    /// Port of the HTTP server; 0 picks a free one (tests).
+    pub http_port: u16,
+    /// MongoDB connection string (may hold credentials).
+    pub mongodb_uri: SecretString,
+    /// This service's own database.
+    pub mongodb_database: String,
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key, so services and tests never collide.
+    pub redis_prefix: String,
+    pub amqp_url: SecretString,
+    /// Prefix of every exchange and queue name (empty in production; unique per test).
+    #[serde(default)]
+    pub amqp_prefix: String,
+    /// Distinguishes instances of one service (per-instance queues, logs).
+    pub instance_id: String,
+    /// Origins allowed for CORS and WebSocket upgrades.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed (the gateway).
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
+    /// PEM file of the Ed25519 public key that verifies access tokens.
+    pub jwt_public_key_file: PathBuf,
+    /// `kid` of that key.
+    pub jwt_key_id: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Seconds to let in-flight work finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Keys every service reads from the environment.
+pub const COMMON_KEYS: &[&str] = &[
+    "http_host",
+    "http_port",
+    "mongodb_uri",
+    "mongodb_database",
+    "redis_url",
+    "redis_prefix",
+    "amqp_url",
+    "amqp_prefix",
+    "instance_id",
+    "allowed_origins",
+    "trusted_proxies",
+    "jwt_public_key_file",
+    "jwt_key_id",
+    "jwt_issuer",
+    "jwt_audience",
+    "shutdown_timeout_secs",
+];
+
+/// Defaults of the common keys for one service; a service adds its own.
+pub fn common_defaults(service: &str, port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "http_host": "127.0.0.1",
+        "http_port": port,
+        "mongodb_uri": "mongodb://127.0.0.1:27017",
+        "mongodb_database": service.replace('-', "_"),
+        "redis_url": "redis://127.0.0.1:6379",
+        "redis_prefix": format!("{service}:"),
+        "amqp_url": "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "amqp_prefix": "",
+        "instance_id": format!("{service}-{}", std::process::id()),
+        "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
+        "trusted_proxies": ["127.0.0.1"],
+        "jwt_public_key_file": ".dev/keys/jwt-public.pem",
+        "jwt_key_id": "dev-1",
+        "jwt_issuer": "auth-svc",
+        "jwt_audience": "chat-app",
+        "shutdown_timeout_secs": 20,
+    })
+}
+
+/// The layered sources: `defaults`, then `CONFIG_FILE` (if set), then the
+/// environment variables whose lower-cased names are in `keys`.
+pub fn sources(defaults: serde_json::Value, keys: &[&str]) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(defaults));
+    if let Ok(path) = std::env::var("CONFIG_FILE") {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    figment.merge(Env::raw().filter(move |k| keys.iter().any(|x| x.as_str() == k.as_str())))
+}
+
+/// Extracts one section (the common keys, or a service's own) from the
+/// sources, naming the key in any error.
+pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
+    figment.extract().map_err(|e| {
+        let key = e.path.join(".");
+        ConfigError(format!("`{key}`: {}", e.kind))
+    })
+}
+
+impl CommonConfig {
+    /// Checks what serde cannot: URL schemes, addresses, files.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let scheme = |key: &str, value: &SecretString, schemes: &[&str]| {
+            let v = value.expose_secret();
+            if schemes.iter().any(|s| v.starts_with(&format!("{s}://"))) {
+                Ok(())
+            } else {
+                Err(ConfigError::key(
+                    key,
+                    format!("must start with one of {schemes:?}"),
+                ))
+            }
+        };
+        scheme(
+            "mongodb_uri",
+            &self.mongodb_uri,
+            &["mongodb", "mongodb+srv"],
+        )?;
+        scheme(
+            "redis_url",
+            &self.redis_url,
+            &["redis", "rediss", "redis+unix"],
+        )?;
+        scheme("amqp_url", &self.amqp_url, &["amqp", "amqps"])?;
+        if self.mongodb_database.is_empty()
+            || self
+                .mongodb_database
+                .contains(['/', '.', ' ', '$', '"', '\\'])
+        {
+            return Err(ConfigError::key(
+                "mongodb_database",
+                "is not a valid database name",
+            ));
+        }
+        for proxy in &self.trusted_proxies {
+            proxy.parse::<IpAddr>().map_err(|_| {
+                ConfigError::key("trusted_proxies", format!("`{proxy}` is not an IP address"))
+            })?;
+        }
+        for origin in &self.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(ConfigError::key(
+                    "allowed_origins",
+                    format!("`{origin}` must be scheme://host[:port] without a trailing slash"),
+                ));
+            }
+        }
+        if !self.jwt_public_key_file.is_file() {
+            return Err(ConfigError::key(
+                "jwt_public_key_file",
+                format!(
+                    "`{}` is not a readable file",
+                    self.jwt_public_key_file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn trusted_proxy_ips(&self) -> Vec<IpAddr> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
+/// Accepts `["a", "b"]` from TOML or `a,b` from an environment variable.
+pub fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(d: serde_json::Value) -> Result<CommonConfig, ConfigError> {
+        extract(&sources(d, &[]))
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut d = common_defaults("auth-svc", 8081);
+        d["http_port"] = serde_json::json!("not-a-port");
+        let err = load(d).unwrap_err();
+        assert!(err.0.contains("http_port"), "{err}");
+    }
+
+    #[test]
+    fn lists_come_from_comma_separated_strings() {
+        let mut d = common_defaults("auth-svc", 8081);
+        d["allowed_origins"] = serde_json::json!("http://a:1, http://b:2");
+        let t = load(d).unwrap();
+        assert_eq!(t.allowed_origins, vec!["http://a:1", "http://b:2"]);
+    }
+
+    #[test]
+    fn validation_rejects_a_wrong_scheme_by_key() {
+        let mut d = common_defaults("auth-svc", 8081);
+        d["amqp_url"] = serde_json::json!("http://x");
+        let t = load(d).unwrap();
+        let err = t.validate().unwrap_err();
+        assert!(err.0.contains("amqp_url"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let mut d = common_defaults("auth-svc", 8081);
+        d["mongodb_uri"] = serde_json::json!("mongodb://user:hunter2@db");
+        let t = load(d).unwrap();
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

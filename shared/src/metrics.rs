@@ -1,0 +1,180 @@
+//! Prometheus metrics, one registry per application so tests that run
+//! several apps in one process read their own numbers.
+
+use std::sync::Arc;
+
+use actix_web::{http::header, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric a service exports. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+pub struct Inner {
+    pub registry: Registry,
+    /// `http_request_duration_seconds{method, route, status}`.
+    pub http_duration: HistogramVec,
+    /// `cache_requests_total{cache, result="hit"|"miss"|"error"}`.
+    pub cache_requests: IntCounterVec,
+    /// `db_operations_total{collection, operation}`.
+    pub db_operations: IntCounterVec,
+    /// `events_published_total{type}`.
+    pub events_published: IntCounterVec,
+    /// `events_consumed_total{queue, outcome="ok"|"duplicate"|"retried"|"dead_lettered"}`.
+    pub events_consumed: IntCounterVec,
+    /// `outbox_backlog`: events committed but not yet confirmed by the broker.
+    pub outbox_backlog: IntGauge,
+    /// `websocket_connections`.
+    pub ws_connections: IntGauge,
+    /// `dependency_up{dependency}`: 1 when the last readiness check reached it.
+    pub dependency_up: IntGaugeVec,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Self {
+        let registry = Registry::new_custom(
+            None,
+            Some([("service".to_string(), service.to_string())].into()),
+        )
+        .unwrap_or_default();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
+            ),
+            &["method", "route", "status"],
+        );
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels)
+        };
+        let build = || -> prometheus::Result<Inner> {
+            let inner = Inner {
+                http_duration: http_duration?,
+                cache_requests: counter(
+                    "cache_requests_total",
+                    "Cache lookups",
+                    &["cache", "result"],
+                )?,
+                db_operations: counter(
+                    "db_operations_total",
+                    "MongoDB operations",
+                    &["collection", "operation"],
+                )?,
+                events_published: counter(
+                    "events_published_total",
+                    "Events confirmed by the broker",
+                    &["type"],
+                )?,
+                events_consumed: counter(
+                    "events_consumed_total",
+                    "Deliveries handled, by outcome",
+                    &["queue", "outcome"],
+                )?,
+                outbox_backlog: IntGauge::new("outbox_backlog", "Events waiting in the outbox")?,
+                ws_connections: IntGauge::new(
+                    "websocket_connections",
+                    "Open WebSocket connections",
+                )?,
+                dependency_up: IntGaugeVec::new(
+                    Opts::new(
+                        "dependency_up",
+                        "1 when the dependency answered the last check",
+                    ),
+                    &["dependency"],
+                )?,
+                registry,
+            };
+            inner
+                .registry
+                .register(Box::new(inner.http_duration.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.cache_requests.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.db_operations.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.events_published.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.events_consumed.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.outbox_backlog.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.ws_connections.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.dependency_up.clone()))?;
+            Ok(inner)
+        };
+        match build() {
+            Ok(inner) => Self(Arc::new(inner)),
+            // Metric names are constants: failing here is a programming error
+            // caught by the first test run.
+            Err(e) => panic!("metric registration failed: {e}"),
+        }
+    }
+
+    pub fn db(&self, collection: &str, operation: &str) {
+        self.db_operations
+            .with_label_values(&[collection, operation])
+            .inc();
+    }
+
+    pub fn cache(&self, cache: &str, result: CacheResult) {
+        self.cache_requests
+            .with_label_values(&[cache, result.as_str()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Error,
+}
+
+impl CacheResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics_endpoint(metrics: actix_web::web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        ))
+        .body(metrics.render())
+}

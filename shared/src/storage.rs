@@ -1,0 +1,54 @@
+//! Connections to MongoDB and Redis, tuned to fail fast: a request must get
+//! a 503 within seconds when a dependency is down, never hang.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_redis::{Config as RedisConfig, Pool, PoolConfig, Runtime, Timeouts};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Database};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Connects lazily: the driver retries in the background, so a service can
+/// start while MongoDB is still coming up and report itself not ready.
+pub async fn mongo(uri: &SecretString, database: &str, app_name: &str) -> anyhow::Result<Database> {
+    let mut options = ClientOptions::parse(uri.expose_secret())
+        .await
+        .context("parse MONGODB_URI")?;
+    options.app_name = Some(app_name.to_owned());
+    options.server_selection_timeout = Some(Duration::from_secs(2));
+    options.connect_timeout = Some(Duration::from_secs(2));
+    options.max_pool_size = Some(50);
+    let client = Client::with_options(options).context("create MongoDB client")?;
+    Ok(client.database(database))
+}
+
+/// True when the error means "MongoDB is unreachable" (503), not a bug (500).
+pub fn is_unavailable(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    matches!(
+        *e.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+    ) || e.contains_label("RetryableWriteError")
+}
+
+/// Redis pool whose every wait is bounded, so a Redis outage costs
+/// milliseconds per request instead of a timeout.
+pub fn redis(url: &SecretString) -> anyhow::Result<Pool> {
+    let mut config = RedisConfig::from_url(url.expose_secret());
+    let timeout = Some(Duration::from_millis(500));
+    config.pool = Some(PoolConfig {
+        max_size: 64,
+        timeouts: Timeouts {
+            wait: timeout,
+            create: timeout,
+            recycle: timeout,
+        },
+        ..PoolConfig::default()
+    });
+    config
+        .create_pool(Some(Runtime::Tokio1))
+        .context("create Redis pool")
+}
