@@ -1,10 +1,6 @@
 //! The common HTTP stack, served for real on port 0: every status carries the
 //! security headers and a problem body; tokens are verified strictly.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a panic is the assertion in tests"
-)]
+#![expect(clippy::unwrap_used, reason = "a panic is the assertion in tests")]
 
 use std::net::TcpListener;
 use std::sync::Arc;
