@@ -1,1 +1,20 @@
+//! auth-svc: accounts, passwords, sessions and tokens, TOTP multi-factor
+//! authentication and recovery codes. The only service that mints tokens;
+//! the others verify them with its public key.
+//!
+//! - [`config`]: settings (common ones plus signing and encryption keys).
+//! - [`startup`]: [`startup::Application`] wires storage, messaging and HTTP.
+//! - [`routes`]: thin HTTP handlers, one file per resource.
+//! - [`domain`]: validated values and rules.
+//! - [`storage`]: MongoDB collections and Redis cache.
+//! - [`events`]: what auth-svc publishes (through the outbox).
 
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod routes;
+pub mod startup;
+pub mod storage;
+
+/// Name in logs, metrics, events and the default database.
+pub const SERVICE: &str = "auth-svc";

@@ -11,6 +11,7 @@
 //!   broker's confirm; an unroutable message is an error.
 //! - [`outbox`]: events are written to the producer's MongoDB before the
 //!   response and relayed in order, so none is lost while RabbitMQ is down.
+//! - [`messaging`]: what a service starts with: connection keeper, publisher, outbox relay.
 //! - [`consumer`]: manual acks, bounded prefetch, a named retry schedule,
 //!   dead-lettering to `<queue>.dead`, idempotency by event id.
 
@@ -18,6 +19,7 @@ pub mod connection;
 pub mod consumer;
 pub mod envelope;
 pub mod events;
+pub mod messaging;
 pub mod outbox;
 pub mod publisher;
 pub mod topology;
@@ -26,6 +28,7 @@ pub use connection::Broker;
 pub use consumer::{Consumer, Handler, HandlerError, ProcessedEvents, RetrySchedule};
 pub use envelope::Envelope;
 pub use events::{Event, EventPayload};
+pub use messaging::{Messaging, MessagingConfig};
 pub use outbox::{Outbox, OutboxRelay};
 pub use publisher::{PublishError, Publisher};
 pub use topology::{Exchange, QueueSpec, Topology};

@@ -1,1 +1,12 @@
-fn main() {}
+use chat_svc::config::Config;
+use chat_svc::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init(chat_svc::SERVICE);
+    let config = Config::load()?;
+    let app = Application::build(config).await?;
+    tokio::spawn(shared::shutdown::on_signal(app.shutdown_token()));
+    app.run_until_stopped().await?;
+    Ok(())
+}

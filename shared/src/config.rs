@@ -3,7 +3,6 @@
 //! (`HTTP_PORT`, `MONGODB_URI`, ...). Loaded once at start, validated, and
 //! passed explicitly: there is no global config.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -157,11 +156,12 @@ impl CommonConfig {
                 "is not a valid database name",
             ));
         }
-        for proxy in &self.trusted_proxies {
-            proxy.parse::<IpAddr>().map_err(|_| {
-                ConfigError::key("trusted_proxies", format!("`{proxy}` is not an IP address"))
-            })?;
-        }
+        crate::client_ip::TrustedProxies::parse(&self.trusted_proxies).map_err(|bad| {
+            ConfigError::key(
+                "trusted_proxies",
+                format!("`{bad}` is not an IP address or network"),
+            )
+        })?;
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://"))
                 || origin.ends_with('/')
@@ -184,11 +184,9 @@ impl CommonConfig {
         Ok(())
     }
 
-    pub fn trusted_proxy_ips(&self) -> Vec<IpAddr> {
-        self.trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+    /// Valid after [`CommonConfig::validate`].
+    pub fn trusted_proxies(&self) -> crate::client_ip::TrustedProxies {
+        crate::client_ip::TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
     }
 }
 

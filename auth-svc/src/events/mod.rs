@@ -1,0 +1,1 @@
+//! Events auth-svc publishes through the outbox.

@@ -1,0 +1,1 @@
+//! MongoDB collections and the Redis cache of auth-svc.

@@ -1,0 +1,5 @@
+//! auth-svc's HTTP API against the real servers.
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+
+mod health;
+mod helpers;

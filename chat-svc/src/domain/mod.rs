@@ -1,0 +1,1 @@
+//! Validated values and rules of the service.

@@ -1,0 +1,1 @@
+//! Events chat-svc publishes (through the outbox) and consumes.

@@ -1,0 +1,78 @@
+//! Starts the real chat-svc on port 0 against the real servers, with a fresh
+//! database, Redis prefix and RabbitMQ name prefix per test.
+
+use chat_svc::config::Config;
+use chat_svc::startup::Application;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub shutdown: CancellationToken,
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+fn keys_dir() -> String {
+    std::env::var("TEST_KEYS_DIR")
+        .unwrap_or_else(|_| format!("{}/../.dev/keys", env!("CARGO_MANIFEST_DIR")))
+}
+
+pub async fn spawn_app() -> TestApp {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let keys = keys_dir();
+    let config = Config::load_with(serde_json::json!({
+        "http_port": 0,
+        "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
+        "mongodb_database": format!("chat_test_{id}"),
+        "redis_url": env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        "redis_prefix": format!("test-{id}:"),
+        "amqp_url": env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        "amqp_prefix": format!("test-{id}."),
+        "instance_id": format!("chat-test-{id}"),
+        "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
+        "shutdown_timeout_secs": 2,
+    }))
+    .expect("test config is valid");
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Waits until MongoDB, Redis and RabbitMQ all answer.
+    pub async fn wait_ready(&self) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let resp = self
+                .client
+                .get(self.url("/health/ready"))
+                .send()
+                .await
+                .expect("reachable");
+            let body: serde_json::Value = resp.json().await.expect("json");
+            if body["status"] == "ok" || tokio::time::Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,81 @@
+//! notify-svc settings: the common ones (see `shared::config`) plus its own.
+
+use std::path::PathBuf;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use shared::config::{self, CommonConfig, ConfigError};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotifySettings {
+    /// Where mail goes, e.g. `smtp://127.0.0.1:2525`.
+    pub smtp_url: SecretString,
+    /// PEM of the VAPID P-256 private key (RFC 8292).
+    pub vapid_private_key_file: PathBuf,
+    /// Lets push subscriptions point at http://127.0.0.1 (dev stack only).
+    pub dev_allow_loopback_push: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub notify: NotifySettings,
+}
+
+const KEYS: &[&str] = &[
+    "smtp_url",
+    "vapid_private_key_file",
+    "dev_allow_loopback_push",
+];
+
+impl Config {
+    fn defaults() -> serde_json::Value {
+        let mut d = config::common_defaults(crate::SERVICE, 8083);
+        d["smtp_url"] = "smtp://127.0.0.1:2525".into();
+        d["vapid_private_key_file"] = ".dev/keys/vapid-private.pem".into();
+        d["dev_allow_loopback_push"] = false.into();
+        d
+    }
+
+    /// From defaults, `CONFIG_FILE` and the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_with(serde_json::Value::Null)
+    }
+
+    /// As [`Config::load`], then `overrides` on top (tests).
+    pub fn load_with(overrides: serde_json::Value) -> Result<Self, ConfigError> {
+        let keys: Vec<&str> = config::COMMON_KEYS.iter().chain(KEYS).copied().collect();
+        let mut sources = config::sources(Self::defaults(), &keys);
+        if !overrides.is_null() {
+            sources = sources.merge(figment::providers::Serialized::defaults(overrides));
+        }
+        let cfg = Self {
+            common: config::extract(&sources)?,
+            notify: config::extract(&sources)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.common.validate()?;
+        if !self.notify.smtp_url.expose_secret().starts_with("smtp://")
+            && !self.notify.smtp_url.expose_secret().starts_with("smtps://")
+        {
+            return Err(ConfigError::key(
+                "smtp_url",
+                "must start with smtp:// or smtps://",
+            ));
+        }
+        if !self.notify.vapid_private_key_file.is_file() {
+            return Err(ConfigError::key(
+                "vapid_private_key_file",
+                format!(
+                    "`{}` is not a readable file",
+                    self.notify.vapid_private_key_file.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

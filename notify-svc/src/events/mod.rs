@@ -1,0 +1,1 @@
+//! Events notify-svc publishes (through the outbox) and consumes.

@@ -1,0 +1,5 @@
+//! HTTP routes of notify-svc (see spec/api.md).
+
+use actix_web::web;
+
+pub fn configure(_cfg: &mut web::ServiceConfig) {}
