@@ -12,18 +12,22 @@
 //! - [`metrics`]: the per-application Prometheus registry and `/metrics`.
 //! - [`health`]: `/health/live` and `/health/ready` with per-dependency checks.
 //! - [`auth`]: access-token verification (Ed25519 JWT) as an actix extractor.
+//! - [`cache`]: the typed, versioned Redis read cache.
+//! - [`ratelimit`]: failure counters per key in Redis with a local fallback.
 //! - [`client_ip`]: the client address, trusting `X-Forwarded-For` only from proxies.
 //! - [`storage`]: MongoDB and Redis connection set-up with fail-fast timeouts.
 //! - [`server`]: the HTTP server with the common middleware stack, and graceful shutdown.
 //! - [`shutdown`]: the process-wide shutdown signal.
 
 pub mod auth;
+pub mod cache;
 pub mod client_ip;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
 pub mod storage;

@@ -1,0 +1,129 @@
+//! Password hashing with argon2id (OWASP parameters: m=19456 KiB, t=2, p=1,
+//! random salt). Hashing runs on the blocking pool behind a semaphore sized
+//! to the cores, so a login flood queues briefly and then gets a 429 instead
+//! of starving the async runtime or timing out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("too many password checks in flight")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// Verified against when the account does not exist, so unknown users
+    /// cost the same time as wrong passwords.
+    dummy_hash: Arc<str>,
+    wait: Duration,
+}
+
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_now(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError::Internal(e.to_string()))
+}
+
+impl PasswordHasher {
+    /// `concurrency` hashes at once; callers wait at most `wait` for a slot.
+    pub fn new(concurrency: usize, wait: Duration) -> Result<Self, HashError> {
+        let dummy = hash_now("dummy password for timing equality")?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy_hash: dummy.into(),
+            wait,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| HashError::Busy)?
+            .map_err(|_| HashError::Busy)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let out = f();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+        Ok(result)
+    }
+
+    pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
+        let password = password.expose_secret().to_owned();
+        self.blocking(move || hash_now(&password)).await?
+    }
+
+    /// Checks `password` against `hash`, or against the dummy hash when there
+    /// is no account (always false then, after the same work).
+    pub async fn verify(
+        &self,
+        password: &SecretString,
+        hash: Option<&str>,
+    ) -> Result<bool, HashError> {
+        let exists = hash.is_some();
+        let hash = hash
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.dummy_hash.to_string());
+        let password = password.expose_secret().to_owned();
+        let ok = self
+            .blocking(move || {
+                PasswordHash::new(&hash)
+                    .map(|parsed| {
+                        argon2()
+                            .verify_password(password.as_bytes(), &parsed)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            })
+            .await?;
+        Ok(ok && exists)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
+        let hasher = PasswordHasher::new(2, Duration::from_secs(5)).unwrap();
+        let pw = SecretString::from("correct horse battery staple".to_owned());
+        let hash = hasher.hash(&pw).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(hasher.verify(&pw, Some(&hash)).await.unwrap());
+        let wrong = SecretString::from("correct horse battery stapler".to_owned());
+        assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());
+        assert!(
+            !hasher.verify(&pw, None).await.unwrap(),
+            "no account never verifies"
+        );
+        let again = hasher.hash(&pw).await.unwrap();
+        assert_ne!(hash, again, "random salt");
+    }
+}
