@@ -11,6 +11,16 @@ pub struct AuthSettings {
     pub jwt_private_key_file: PathBuf,
     /// File holding the base64 AES-256 key that encrypts TOTP secrets.
     pub totp_encryption_key_file: PathBuf,
+    /// Per client IP, per instance (product.md defaults).
+    pub login_per_minute_per_ip: u32,
+    pub register_per_hour_per_ip: u32,
+    pub refresh_per_minute_per_ip: u32,
+    /// Failed password logins per account per 15 minutes, across instances.
+    pub login_failures_per_account: u32,
+    /// Wrong MFA codes per account per 15 minutes, across instances.
+    pub mfa_failures_per_account: u32,
+    /// Password hashes computed at once (about one per core).
+    pub hash_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -19,13 +29,31 @@ pub struct Config {
     pub auth: AuthSettings,
 }
 
-const KEYS: &[&str] = &["jwt_private_key_file", "totp_encryption_key_file"];
+const KEYS: &[&str] = &[
+    "jwt_private_key_file",
+    "totp_encryption_key_file",
+    "login_per_minute_per_ip",
+    "register_per_hour_per_ip",
+    "refresh_per_minute_per_ip",
+    "login_failures_per_account",
+    "mfa_failures_per_account",
+    "hash_concurrency",
+];
 
 impl Config {
     fn defaults() -> serde_json::Value {
         let mut d = config::common_defaults(crate::SERVICE, 8081);
         d["jwt_private_key_file"] = ".dev/keys/jwt-private.pem".into();
         d["totp_encryption_key_file"] = ".dev/keys/totp-encryption.key".into();
+        d["login_per_minute_per_ip"] = 10.into();
+        d["register_per_hour_per_ip"] = 10.into();
+        d["refresh_per_minute_per_ip"] = 60.into();
+        d["login_failures_per_account"] = 10.into();
+        d["mfa_failures_per_account"] = 10.into();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        d["hash_concurrency"] = cores.into();
         d
     }
 
@@ -64,6 +92,33 @@ impl Config {
                     format!("`{}` is not a readable file", path.display()),
                 ));
             }
+        }
+        let limits = [
+            ("login_per_minute_per_ip", self.auth.login_per_minute_per_ip),
+            (
+                "register_per_hour_per_ip",
+                self.auth.register_per_hour_per_ip,
+            ),
+            (
+                "refresh_per_minute_per_ip",
+                self.auth.refresh_per_minute_per_ip,
+            ),
+            (
+                "login_failures_per_account",
+                self.auth.login_failures_per_account,
+            ),
+            (
+                "mfa_failures_per_account",
+                self.auth.mfa_failures_per_account,
+            ),
+        ];
+        for (key, value) in limits {
+            if value == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
+        if self.auth.hash_concurrency == 0 {
+            return Err(ConfigError::key("hash_concurrency", "must be at least 1"));
         }
         Ok(())
     }

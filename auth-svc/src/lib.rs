@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: settings (common ones plus signing and encryption keys).
 //! - [`startup`]: [`startup::Application`] wires storage, messaging and HTTP.
+//! - [`state`]: what handlers share, and the mapping of domain errors.
 //! - [`routes`]: thin HTTP handlers, one file per resource.
 //! - [`domain`]: validated values and rules.
 //! - [`storage`]: MongoDB collections and Redis cache.
@@ -14,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod storage;
 
 /// Name in logs, metrics, events and the default database.

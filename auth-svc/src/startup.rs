@@ -2,78 +2,89 @@
 //! picks a free port, for tests); `run_until_stopped` serves until the
 //! shutdown token is cancelled, then drains.
 
-use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
-use shared::auth::TokenVerifier;
-use shared::health::Readiness;
-use shared::metrics::Metrics;
-use shared::server::{serve, HttpParts, Running};
+use broker::bootstrap::Infra;
+use shared::cache::Cache;
+use shared::ratelimit::FailureLimiter;
+use shared::server::Running;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::routes;
+use crate::domain::password::PasswordHasher;
+use crate::domain::secrets::SecretBox;
+use crate::domain::tokens::TokenIssuer;
+use crate::routes::{self, IpLimits};
+use crate::state::AppState;
+use crate::storage::sessions::Sessions;
+use crate::storage::users::Users;
 
 pub struct Application(Running);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let shutdown = CancellationToken::new();
-        let metrics = Metrics::new(crate::SERVICE);
-        let db = shared::storage::mongo(
-            &common.mongodb_uri,
-            &common.mongodb_database,
-            crate::SERVICE,
-        )
-        .await?;
-        let redis = shared::storage::redis(&common.redis_url)?;
-        let (messaging, tasks) = broker::Messaging::start(
-            &db,
-            broker::MessagingConfig {
-                amqp_url: common.amqp_url.expose_secret(),
-                prefix: &common.amqp_prefix,
-                instance_id: &common.instance_id,
-                producer: crate::SERVICE,
-            },
-            metrics.clone(),
-            &shutdown,
-        )
-        .await;
-        let public_pem = std::fs::read_to_string(&common.jwt_public_key_file)
-            .context("read jwt_public_key_file")?;
-        let verifier = TokenVerifier::new(
-            &[(common.jwt_key_id.clone(), public_pem)],
-            &common.jwt_issuer,
-            &common.jwt_audience,
-        )
-        .context("jwt_public_key_file is not an Ed25519 public key")?;
+        let settings = &config.auth;
+        let mut infra = Infra::start(common, crate::SERVICE).await?;
+        let private_pem = std::fs::read_to_string(&settings.jwt_private_key_file)
+            .context("read jwt_private_key_file")?;
+        let totp_key = std::fs::read_to_string(&settings.totp_encryption_key_file)
+            .context("read totp_encryption_key_file")?;
 
-        let listener = TcpListener::bind((common.http_host.as_str(), common.http_port))
-            .with_context(|| format!("bind {}:{}", common.http_host, common.http_port))?;
-        let port = listener.local_addr()?.port();
-        let parts = HttpParts {
-            metrics: metrics.clone(),
-            readiness: Readiness {
-                mongo: db.clone(),
-                redis: redis.clone(),
-                broker: messaging.broker.probe(),
-                metrics,
-            },
-            verifier,
-            allowed_origins: common.allowed_origins.clone(),
+        let cache = Cache::new(
+            infra.redis.clone(),
+            &common.redis_prefix,
+            infra.metrics.clone(),
+        );
+        let users = Users::new(&infra.db, cache.clone(), infra.metrics.clone());
+        let sessions = Sessions::new(&infra.db, cache, infra.metrics.clone());
+        infra.tasks.push(tokio::spawn(ensure_indexes(
+            users.clone(),
+            sessions.clone(),
+            infra.shutdown.clone(),
+        )));
+        let verifier = infra
+            .verifier(common)?
+            .with_revocations(Arc::new(sessions.clone()));
+
+        let window = Duration::from_secs(15 * 60);
+        let redis = &infra.redis;
+        let state = AppState {
+            users,
+            sessions,
+            hasher: PasswordHasher::new(settings.hash_concurrency, Duration::from_secs(2))?,
+            issuer: TokenIssuer::new(
+                &private_pem,
+                &infra.public_pem,
+                &common.jwt_key_id,
+                &common.jwt_issuer,
+                &common.jwt_audience,
+            )?,
+            secrets: SecretBox::from_base64_key(&totp_key).context("totp_encryption_key_file")?,
+            outbox: infra.messaging.outbox.clone(),
+            login_failures: FailureLimiter::new(
+                redis.clone(),
+                &common.redis_prefix,
+                "login",
+                settings.login_failures_per_account,
+                window,
+            ),
+            mfa_failures: FailureLimiter::new(
+                redis.clone(),
+                &common.redis_prefix,
+                "mfa",
+                settings.mfa_failures_per_account,
+                window,
+            ),
             trusted_proxies: common.trusted_proxies(),
-            shutdown_timeout_secs: common.shutdown_timeout_secs,
         };
-        let server = serve(listener, parts, routes::configure)?;
-        tracing::info!(port, instance = %common.instance_id, "listening");
-        Ok(Self(Running {
-            port,
-            server,
-            shutdown,
-            tasks,
-        }))
+        let ip_limits = IpLimits::new(&state, settings)?;
+        let running = infra.serve(common, verifier, move |cfg| {
+            routes::configure(cfg, &state, &ip_limits)
+        })?;
+        Ok(Self(running))
     }
 
     pub fn port(&self) -> u16 {
@@ -87,5 +98,25 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.0.run_until_stopped().await
+    }
+}
+
+/// Unique indexes must exist before two registrations can race; MongoDB may
+/// still be starting, so keep trying.
+async fn ensure_indexes(users: Users, sessions: Sessions, shutdown: CancellationToken) {
+    loop {
+        match (
+            users.ensure_indexes().await,
+            sessions.ensure_indexes().await,
+        ) {
+            (Ok(()), Ok(())) => return,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "indexes not created yet; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Everything that crosses a service boundary goes through this crate.
 //!
+//! - [`bootstrap`]: the infrastructure every service starts with (storage, messaging, HTTP).
 //! - [`topology`]: exchanges, queues, retry and dead-letter routes of
 //!   spec/events.md, declared idempotently in one place.
 //! - [`envelope`]: the JSON envelope every event travels in.
@@ -15,6 +16,7 @@
 //! - [`consumer`]: manual acks, bounded prefetch, a named retry schedule,
 //!   dead-lettering to `<queue>.dead`, idempotency by event id.
 
+pub mod bootstrap;
 pub mod connection;
 pub mod consumer;
 pub mod envelope;

@@ -1,5 +1,14 @@
 //! auth-svc's HTTP API against the real servers.
-#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; a panic is the assertion"
+)]
 
+mod accounts;
 mod health;
 mod helpers;
+mod limits;
+mod logs;
+mod mfa;
+mod tokens;

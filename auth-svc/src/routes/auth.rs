@@ -1,0 +1,433 @@
+//! Register, login (with and without MFA), refresh, logout, password change.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use broker::events::auth::{LoginSucceeded, RecoveryCodeUsed};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use shared::auth::{Authenticated, TokenType};
+use shared::http::{RequestId, ValidJson};
+use shared::ApiError;
+use validator::Validate;
+
+use crate::domain::credentials::{check_display_name, check_password, Email, Username};
+use crate::domain::tokens::{ACCESS_TTL_SECS, MFA_TTL_SECS};
+use crate::domain::totp;
+use crate::events;
+use crate::routes::{ip, user_agent};
+use crate::state::{hash_error, issuer_error, user_error, AppState};
+use crate::storage::now;
+use crate::storage::sessions::Rotation;
+use crate::storage::users::{MfaState, OwnUser, UserDoc};
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterBody {
+    username: String,
+    email: String,
+    password: SecretString,
+    display_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    #[validate(length(min = 1, max = 254))]
+    login: String,
+    password: SecretString,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MfaLoginBody {
+    #[validate(length(min = 1, max = 4096))]
+    mfa_token: String,
+    #[validate(length(min = 1, max = 16))]
+    code: Option<String>,
+    #[validate(length(min = 1, max = 32))]
+    recovery_code: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshBody {
+    #[validate(length(min = 1, max = 256))]
+    refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PasswordBody {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tokens {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<OwnUser>,
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+/// Same body for an unknown account and a wrong password.
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized
+}
+
+fn password_len_ok(p: &SecretString) -> bool {
+    (1..=128).contains(&p.expose_secret().chars().count())
+}
+
+/// Opens a session for `user` and mints its tokens.
+async fn open_session(
+    state: &AppState,
+    req: &HttpRequest,
+    rid: &RequestId,
+    user: &UserDoc,
+    announce_login: bool,
+) -> Result<Tokens, ApiError> {
+    let ua = user_agent(req);
+    let ip = ip(req, state);
+    let (session, refresh_token) = state
+        .sessions
+        .create(&user.id, ua.clone(), ip.clone())
+        .await?;
+    let access_token = state
+        .issuer
+        .access(&user.id, &session.id)
+        .map_err(issuer_error)?;
+    let new_device = state
+        .sessions
+        .is_new_device(&user.id, ua.as_deref(), ip.as_deref())
+        .await?;
+    if announce_login {
+        let event = LoginSucceeded {
+            user_id: user.id.clone(),
+            session_id: session.id.clone(),
+            ip,
+            user_agent: ua,
+            new_device,
+        };
+        events::record(&state.outbox, &user.id, &rid.0, event).await?;
+    }
+    tracing::info!(user.id = %user.id, session.id = %session.id, "session opened");
+    Ok(Tokens {
+        user: Some(user.own()),
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+    })
+}
+
+/// `POST /api/auth/register`.
+pub async fn register(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    rid: RequestId,
+    body: ValidJson<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let mut errors = Vec::new();
+    let username = Username::parse(&body.username)
+        .map_err(|m| errors.push(("username", m)))
+        .ok();
+    let email = Email::parse(&body.email)
+        .map_err(|m| errors.push(("email", m)))
+        .ok();
+    let display_name = body
+        .display_name
+        .clone()
+        .unwrap_or_else(|| body.username.clone());
+    if let Err(m) = check_display_name(&display_name) {
+        errors.push(("displayName", m));
+    }
+    let inputs = [
+        body.username.as_str(),
+        body.email.as_str(),
+        display_name.as_str(),
+    ];
+    if let Err(m) = check_password(body.password.expose_secret(), &inputs) {
+        errors.push(("password", m));
+    }
+    let (Some(username), Some(email), true) = (username, email, errors.is_empty()) else {
+        return Err(ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|(f, m)| shared::error::FieldError::new(f, m))
+                .collect(),
+        ));
+    };
+    let password_hash = state
+        .hasher
+        .hash(&body.password)
+        .await
+        .map_err(hash_error)?;
+    let user = UserDoc {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        username: username.as_str().to_owned(),
+        username_norm: username.normalized(),
+        email: email.as_str().to_owned(),
+        email_norm: email.normalized(),
+        display_name: display_name.trim().to_owned(),
+        avatar_url: None,
+        bio: None,
+        password_hash,
+        created_at: now(),
+        profile_version: 1,
+        mfa: MfaState::default(),
+    };
+    state.users.insert(&user).await.map_err(user_error)?;
+    events::record(
+        &state.outbox,
+        &user.id,
+        &rid.0,
+        events::user_registered(&user),
+    )
+    .await?;
+    tracing::info!(user.id = %user.id, "account registered");
+    let tokens = open_session(&state, &req, &rid, &user, false).await?;
+    Ok(HttpResponse::Created().json(tokens))
+}
+
+/// `POST /api/auth/login`: tokens, or an MFA challenge.
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    rid: RequestId,
+    body: ValidJson<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let login = body.login.trim().to_lowercase();
+    if !password_len_ok(&body.password) {
+        return Err(bad_credentials());
+    }
+    let user = state.users.by_login(&login).await?;
+    let throttle_key = match &user {
+        Some(u) => format!("user:{}", u.id),
+        None => format!("login:{login}"),
+    };
+    if let Some(retry_after_secs) = state.login_failures.blocked(&throttle_key).await {
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
+    let ok = state
+        .hasher
+        .verify(
+            &body.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await
+        .map_err(hash_error)?;
+    let Some(user) = user.filter(|_| ok) else {
+        state.login_failures.record(&throttle_key).await;
+        tracing::info!("login refused");
+        return Err(bad_credentials());
+    };
+    if user.mfa.enabled {
+        let (mfa_token, jti) = state.issuer.mfa(&user.id).map_err(issuer_error)?;
+        state
+            .sessions
+            .create_challenge(&jti, &user.id, MFA_TTL_SECS)
+            .await?;
+        return Ok(HttpResponse::Ok().json(serde_json::json!({
+            "mfaRequired": true,
+            "mfaToken": mfa_token,
+            "methods": ["totp", "recoveryCode"],
+        })));
+    }
+    let tokens = open_session(&state, &req, &rid, &user, true).await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+/// The second factor, checked and consumed atomically. `Ok(Some(n))` when a
+/// recovery code was used (n left), `Ok(None)` for a TOTP code.
+pub async fn check_second_factor(
+    state: &AppState,
+    user: &UserDoc,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+) -> Result<Option<u32>, ApiError> {
+    let throttle_key = format!("user:{}", user.id);
+    if let Some(retry_after_secs) = state.mfa_failures.blocked(&throttle_key).await {
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
+    let accepted = match (code, recovery_code) {
+        (Some(code), None) => {
+            let secret = user
+                .mfa
+                .secret
+                .as_deref()
+                .and_then(|sealed| state.secrets.open(sealed, &user.id).ok());
+            let now_secs = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+            match secret.and_then(|s| totp::matching_step(&s, code, now_secs)) {
+                Some(step) => state
+                    .users
+                    .consume_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX))
+                    .await?
+                    .then_some(None),
+                None => None,
+            }
+        }
+        (None, Some(recovery)) => state
+            .users
+            .consume_recovery_code(&user.id, &state.secrets.code_hash(recovery))
+            .await?
+            .map(Some),
+        _ => {
+            return Err(ApiError::validation(
+                "code",
+                "send exactly one of code and recoveryCode",
+            ));
+        }
+    };
+    match accepted {
+        Some(outcome) => Ok(outcome),
+        None => {
+            state.mfa_failures.record(&throttle_key).await;
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// `POST /api/auth/login/mfa`.
+pub async fn login_mfa(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    rid: RequestId,
+    body: ValidJson<MfaLoginBody>,
+    verifier: web::Data<shared::auth::TokenVerifier>,
+) -> Result<HttpResponse, ApiError> {
+    let claims = verifier
+        .verify(&body.mfa_token, TokenType::Mfa)
+        .map_err(|_| ApiError::Unauthorized)?;
+    if !state.sessions.challenge_is_live(&claims.jti).await? {
+        return Err(ApiError::Unauthorized);
+    }
+    let user = state
+        .users
+        .by_id(&claims.sub)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let used = match check_second_factor(
+        &state,
+        &user,
+        body.code.as_deref(),
+        body.recovery_code.as_deref(),
+    )
+    .await
+    {
+        Ok(used) => used,
+        Err(ApiError::Unauthorized) => {
+            state.sessions.fail_challenge(&claims.jti).await?;
+            return Err(ApiError::Unauthorized);
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(remaining) = used {
+        let event = RecoveryCodeUsed {
+            user_id: user.id.clone(),
+            remaining,
+        };
+        events::record(&state.outbox, &user.id, &rid.0, event).await?;
+    }
+    if !state.sessions.consume_challenge(&claims.jti).await? {
+        return Err(ApiError::Unauthorized);
+    }
+    let tokens = open_session(&state, &req, &rid, &user, true).await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+/// `POST /api/auth/refresh`: single use, rotated; reuse kills the session.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    body: ValidJson<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    match state.sessions.rotate(&body.refresh_token).await? {
+        Rotation::Rotated {
+            session,
+            refresh_token,
+        } => {
+            let access_token = state
+                .issuer
+                .access(&session.user_id, &session.id)
+                .map_err(issuer_error)?;
+            Ok(HttpResponse::Ok().json(Tokens {
+                user: None,
+                access_token,
+                refresh_token,
+                token_type: "Bearer",
+                expires_in: ACCESS_TTL_SECS,
+            }))
+        }
+        Rotation::Reused { session } => {
+            if let Some(session) = session {
+                tracing::warn!(user.id = %session.user_id, session.id = %session.id, "refresh token reused; session revoked");
+                events::sessions_revoked(&state.outbox, &rid.0, &[session], "refresh_token_reused")
+                    .await?;
+            }
+            Err(ApiError::Unauthorized)
+        }
+        Rotation::Invalid => Err(ApiError::Unauthorized),
+    }
+}
+
+/// `POST /api/auth/logout`.
+pub async fn logout(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(session) = state.sessions.revoke(&caller.session_id, "logout").await? {
+        events::sessions_revoked(&state.outbox, &rid.0, &[session], "logout").await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/auth/password`: every other session is revoked.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+    body: ValidJson<PasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .users
+        .by_id(&caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    if !password_len_ok(&body.current_password)
+        || !state
+            .hasher
+            .verify(&body.current_password, Some(&user.password_hash))
+            .await
+            .map_err(hash_error)?
+    {
+        return Err(ApiError::validation(
+            "currentPassword",
+            "is not your current password",
+        ));
+    }
+    let inputs = [
+        user.username.as_str(),
+        user.email.as_str(),
+        user.display_name.as_str(),
+    ];
+    check_password(body.new_password.expose_secret(), &inputs)
+        .map_err(|m| ApiError::validation("newPassword", m))?;
+    let hash = state
+        .hasher
+        .hash(&body.new_password)
+        .await
+        .map_err(hash_error)?;
+    state.users.set_password(&user.id, &hash).await?;
+    let revoked = state
+        .sessions
+        .revoke_others(&user.id, Some(&caller.session_id), "password_changed")
+        .await?;
+    events::sessions_revoked(&state.outbox, &rid.0, &revoked, "password_changed").await?;
+    tracing::info!(user.id = %user.id, revoked = revoked.len(), "password changed");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,10 @@
+use actix_web::{web, HttpResponse};
+
+use crate::state::AppState;
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=300"))
+        .json(state.issuer.jwks())
+}

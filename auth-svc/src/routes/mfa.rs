@@ -1,0 +1,244 @@
+//! TOTP set-up, enabling, disabling and recovery codes.
+
+use actix_web::{web, HttpResponse};
+use broker::events::auth::{MfaDisabled, MfaEnabled, RecoveryCodeUsed};
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared::auth::Authenticated;
+use shared::http::{RequestId, ValidJson};
+use shared::ApiError;
+use validator::Validate;
+
+use crate::domain::{secrets, totp};
+use crate::events;
+use crate::routes::auth::check_second_factor;
+use crate::state::{hash_error, AppState};
+use crate::storage::users::UserDoc;
+
+const RECOVERY_CODES: usize = 10;
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    #[validate(length(min = 1, max = 16))]
+    code: String,
+}
+
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProtectedBody {
+    password: SecretString,
+    #[validate(length(min = 1, max = 16))]
+    code: Option<String>,
+    #[validate(length(min = 1, max = 32))]
+    recovery_code: Option<String>,
+}
+
+async fn current_user(state: &AppState, caller: &Authenticated) -> Result<UserDoc, ApiError> {
+    state
+        .users
+        .by_id(&caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)
+}
+
+fn new_recovery_codes(state: &AppState) -> (Vec<String>, Vec<String>) {
+    let codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| secrets::recovery_code())
+        .collect();
+    let hashes = codes.iter().map(|c| state.secrets.code_hash(c)).collect();
+    (codes, hashes)
+}
+
+/// Password plus a second factor, for changes to MFA itself.
+async fn reauthenticate(
+    state: &AppState,
+    rid: &RequestId,
+    user: &UserDoc,
+    body: &ProtectedBody,
+) -> Result<(), ApiError> {
+    let ok = state
+        .hasher
+        .verify(&body.password, Some(&user.password_hash))
+        .await
+        .map_err(hash_error)?;
+    if !ok {
+        return Err(ApiError::validation(
+            "password",
+            "is not your current password",
+        ));
+    }
+    match check_second_factor(
+        state,
+        user,
+        body.code.as_deref(),
+        body.recovery_code.as_deref(),
+    )
+    .await
+    {
+        Ok(Some(remaining)) => {
+            let event = RecoveryCodeUsed {
+                user_id: user.id.clone(),
+                remaining,
+            };
+            events::record(&state.outbox, &user.id, &rid.0, event).await
+        }
+        Ok(None) => Ok(()),
+        Err(ApiError::Unauthorized) => {
+            Err(ApiError::validation("code", "is wrong or already used"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /api/auth/mfa`.
+pub async fn mfa_status(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "enabled": user.mfa.enabled,
+        "recoveryCodesRemaining": user.mfa.recovery_codes.len(),
+    })))
+}
+
+/// `POST /api/auth/mfa/totp/setup`: a new pending secret (replacing any
+/// earlier pending one), shown once.
+pub async fn setup_totp(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    if user.mfa.enabled {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is already enabled".into(),
+        ));
+    }
+    let secret = totp::generate_secret();
+    let encoded = totp::encode_secret(&secret);
+    let sealed = state.secrets.seal(&secret, &user.id);
+    if !state.users.set_pending_secret(&user.id, &sealed).await? {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is already enabled".into(),
+        ));
+    }
+    let uri = totp::otpauth_uri(&user.username, &encoded);
+    let svg = totp::qr_svg(&uri)
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("QR encoding failed")))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "secret": encoded,
+        "otpauthUri": uri,
+        "qrSvg": svg,
+    })))
+}
+
+/// `POST /api/auth/mfa/totp/enable`: confirms the pending secret with a code.
+pub async fn enable_totp(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+    body: ValidJson<CodeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    if user.mfa.enabled {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is already enabled".into(),
+        ));
+    }
+    let pending = user
+        .mfa
+        .pending_secret
+        .clone()
+        .ok_or_else(|| ApiError::Conflict("call /api/auth/mfa/totp/setup first".into()))?;
+    let secret = state
+        .secrets
+        .open(&pending, &user.id)
+        .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let now_secs = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
+    let Some(step) = totp::matching_step(&secret, &body.code, now_secs) else {
+        state
+            .mfa_failures
+            .record(&format!("user:{}", user.id))
+            .await;
+        return Err(ApiError::validation("code", "is wrong or expired"));
+    };
+    let (codes, hashes) = new_recovery_codes(&state);
+    let step = i64::try_from(step).unwrap_or(i64::MAX);
+    if !state
+        .users
+        .enable_mfa(&user.id, &pending, step, &hashes)
+        .await?
+    {
+        return Err(ApiError::Conflict(
+            "the pending secret changed; set up again".into(),
+        ));
+    }
+    events::record(
+        &state.outbox,
+        &user.id,
+        &rid.0,
+        MfaEnabled {
+            user_id: user.id.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(user.id = %user.id, "MFA enabled");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "recoveryCodes": codes })))
+}
+
+/// `POST /api/auth/mfa/disable`.
+pub async fn disable_mfa(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+    body: ValidJson<ProtectedBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    if !user.mfa.enabled {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is not enabled".into(),
+        ));
+    }
+    reauthenticate(&state, &rid, &user, &body).await?;
+    if state.users.disable_mfa(&user.id).await? {
+        events::record(
+            &state.outbox,
+            &user.id,
+            &rid.0,
+            MfaDisabled {
+                user_id: user.id.clone(),
+            },
+        )
+        .await?;
+        tracing::info!(user.id = %user.id, "MFA disabled");
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /api/auth/mfa/recovery-codes`: a new set; the old one stops working.
+pub async fn regenerate_recovery_codes(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+    body: ValidJson<ProtectedBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = current_user(&state, &caller).await?;
+    if !user.mfa.enabled {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is not enabled".into(),
+        ));
+    }
+    reauthenticate(&state, &rid, &user, &body).await?;
+    let (codes, hashes) = new_recovery_codes(&state);
+    if !state
+        .users
+        .replace_recovery_codes(&user.id, &hashes)
+        .await?
+    {
+        return Err(ApiError::Conflict(
+            "multi-factor authentication is not enabled".into(),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "recoveryCodes": codes })))
+}

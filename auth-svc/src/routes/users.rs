@@ -1,0 +1,125 @@
+//! Own profile, public profiles and user search.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use shared::auth::Authenticated;
+use shared::error::FieldError;
+use shared::http::{RequestId, ValidJson};
+use shared::ApiError;
+use validator::Validate;
+
+use crate::domain::credentials::{check_avatar_url, check_bio, check_display_name};
+use crate::events;
+use crate::state::AppState;
+use crate::storage::users::ProfileChange;
+
+/// Absent fields stay; `null` clears `avatarUrl` and `bio`.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileBody {
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    avatar_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    bio: Option<Option<String>>,
+}
+
+/// Distinguishes "absent" (`None`) from `null` (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    #[serde(default)]
+    search: String,
+    limit: Option<i64>,
+}
+
+/// `GET /api/users/me`.
+pub async fn get_me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .users
+        .by_id(&caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(HttpResponse::Ok().json(user.own()))
+}
+
+/// `PATCH /api/users/me`: publishes `user.updated`.
+pub async fn update_me(
+    state: web::Data<AppState>,
+    rid: RequestId,
+    caller: Authenticated,
+    body: ValidJson<ProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0;
+    let mut errors = Vec::new();
+    if let Some(Err(m)) = body.display_name.as_deref().map(check_display_name) {
+        errors.push(FieldError::new("displayName", m));
+    }
+    if let Some(Some(Err(m))) = body
+        .avatar_url
+        .as_ref()
+        .map(|u| u.as_deref().map(check_avatar_url))
+    {
+        errors.push(FieldError::new("avatarUrl", m));
+    }
+    if let Some(Some(Err(m))) = body.bio.as_ref().map(|b| b.as_deref().map(check_bio)) {
+        errors.push(FieldError::new("bio", m));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let blank_to_none = |v: Option<Option<String>>| v.map(|inner| inner.filter(|s| !s.is_empty()));
+    let change = ProfileChange {
+        display_name: body.display_name.map(|n| n.trim().to_owned()),
+        avatar_url: blank_to_none(body.avatar_url),
+        bio: blank_to_none(body.bio),
+    };
+    let user = state
+        .users
+        .update_profile(&caller.user_id, change)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    events::record(&state.outbox, &user.id, &rid.0, events::user_updated(&user)).await?;
+    Ok(HttpResponse::Ok().json(user.own()))
+}
+
+/// `GET /api/users/{id}`: the public profile.
+pub async fn get_user(
+    state: web::Data<AppState>,
+    _caller: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let profile = state.users.profile(&id).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(profile))
+}
+
+/// `GET /api/users?search=q&limit=20`.
+pub async fn search_users(
+    state: web::Data<AppState>,
+    _caller: Authenticated,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.search.trim();
+    if q.chars().count() > 64 || q.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "search",
+            "must be at most 64 characters",
+        ));
+    }
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 50"));
+    }
+    if q.is_empty() {
+        return Ok(HttpResponse::Ok().json(Vec::<()>::new()));
+    }
+    let results = state.users.search(q, limit).await?;
+    Ok(HttpResponse::Ok().json(results))
+}

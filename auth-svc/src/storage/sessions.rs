@@ -1,0 +1,391 @@
+//! Sessions and what hangs off them. A session lives at most
+//! [`SESSION_LIFETIME_SECS`]; its refresh tokens are stored as SHA-256
+//! hashes, each usable once (`used` flips atomically). Presenting a used one
+//! means it was stolen or replayed, and the whole session is revoked.
+//!
+//! Revocation is monotonic, which makes its cache simple and race-free: a
+//! reader may only *add* "active" (`SET NX`), a revocation overwrites with
+//! "revoked", and "revoked" never goes back.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime};
+use mongodb::options::ReturnDocument;
+use mongodb::{Collection, Database};
+use serde::{Deserialize, Serialize};
+use shared::auth::RevocationCheck;
+use shared::cache::Cache;
+use shared::metrics::Metrics;
+use shared::ApiError;
+
+use super::{after_secs, now, rfc3339};
+use crate::domain::secrets::{random_token, token_hash};
+
+/// Absolute lifetime of a session, however often it is refreshed.
+pub const SESSION_LIFETIME_SECS: i64 = 30 * 24 * 3600;
+const ACTIVE_FLAG_TTL: Duration = Duration::from_secs(60);
+const REVOKED_FLAG_TTL: Duration = Duration::from_secs(16 * 60);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: String,
+    pub created_at: DateTime,
+    pub last_seen_at: DateTime,
+    pub expires_at: DateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub revoked_at: Option<DateTime>,
+    pub revoked_reason: Option<String>,
+}
+
+impl SessionDoc {
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now()
+    }
+}
+
+/// A session as `GET /api/auth/sessions` lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshDoc {
+    /// SHA-256 of the token.
+    #[serde(rename = "_id")]
+    hash: String,
+    session_id: String,
+    used: bool,
+    created_at: DateTime,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChallengeDoc {
+    #[serde(rename = "_id")]
+    jti: String,
+    user_id: String,
+    failures: i32,
+    consumed: bool,
+    expires_at: DateTime,
+}
+
+/// Outcome of presenting a refresh token.
+pub enum Rotation {
+    Rotated {
+        session: SessionDoc,
+        refresh_token: String,
+    },
+    /// A used token: the session has just been revoked.
+    Reused {
+        session: Option<SessionDoc>,
+    },
+    Invalid,
+}
+
+/// Wrong codes allowed per MFA token.
+pub const MFA_TOKEN_FAILURES: i32 = 5;
+
+#[derive(Clone)]
+pub struct Sessions {
+    sessions: Collection<SessionDoc>,
+    refresh: Collection<RefreshDoc>,
+    challenges: Collection<ChallengeDoc>,
+    devices: Collection<mongodb::bson::Document>,
+    cache: Cache,
+    metrics: Metrics,
+}
+
+impl Sessions {
+    pub fn new(db: &Database, cache: Cache, metrics: Metrics) -> Self {
+        Self {
+            sessions: db.collection("sessions"),
+            refresh: db.collection("refresh_tokens"),
+            challenges: db.collection("mfa_challenges"),
+            devices: db.collection("devices"),
+            cache,
+            metrics,
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        use mongodb::IndexModel;
+        self.sessions
+            .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
+            .await?;
+        self.refresh
+            .create_index(IndexModel::builder().keys(doc! { "sessionId": 1 }).build())
+            .await?;
+        Ok(())
+    }
+
+    async fn new_refresh_token(&self, session_id: &str) -> Result<String, mongodb::error::Error> {
+        let token = random_token();
+        self.metrics.db("refresh_tokens", "insert");
+        self.refresh
+            .insert_one(RefreshDoc {
+                hash: token_hash(&token),
+                session_id: session_id.to_owned(),
+                used: false,
+                created_at: now(),
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// A new session and its first refresh token.
+    pub async fn create(
+        &self,
+        user_id: &str,
+        user_agent: Option<String>,
+        ip: Option<String>,
+    ) -> Result<(SessionDoc, String), mongodb::error::Error> {
+        let session = SessionDoc {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            user_id: user_id.to_owned(),
+            created_at: now(),
+            last_seen_at: now(),
+            expires_at: after_secs(SESSION_LIFETIME_SECS),
+            user_agent,
+            ip,
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        self.metrics.db("sessions", "insert");
+        self.sessions.insert_one(&session).await?;
+        let token = self.new_refresh_token(&session.id).await?;
+        Ok((session, token))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<SessionDoc>, mongodb::error::Error> {
+        self.metrics.db("sessions", "find");
+        self.sessions.find_one(doc! { "_id": id }).await
+    }
+
+    /// Uses a refresh token once; see [`Rotation`].
+    pub async fn rotate(&self, token: &str) -> Result<Rotation, mongodb::error::Error> {
+        let hash = token_hash(token);
+        self.metrics.db("refresh_tokens", "update");
+        let claimed = self
+            .refresh
+            .find_one_and_update(
+                doc! { "_id": &hash, "used": false },
+                doc! { "$set": { "used": true } },
+            )
+            .await?;
+        let Some(claimed) = claimed else {
+            self.metrics.db("refresh_tokens", "find");
+            return match self.refresh.find_one(doc! { "_id": &hash }).await? {
+                Some(used) => {
+                    let session = self
+                        .revoke(&used.session_id, "refresh_token_reused")
+                        .await?;
+                    Ok(Rotation::Reused { session })
+                }
+                None => Ok(Rotation::Invalid),
+            };
+        };
+        let Some(session) = self.get(&claimed.session_id).await? else {
+            return Ok(Rotation::Invalid);
+        };
+        if !session.is_active() {
+            return Ok(Rotation::Invalid);
+        }
+        let refresh_token = self.new_refresh_token(&session.id).await?;
+        self.metrics.db("sessions", "update");
+        self.sessions
+            .update_one(
+                doc! { "_id": &session.id },
+                doc! { "$set": { "lastSeenAt": now() } },
+            )
+            .await?;
+        Ok(Rotation::Rotated {
+            session,
+            refresh_token,
+        })
+    }
+
+    /// Revokes a session if it is active; returns it when this call revoked it.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<Option<SessionDoc>, mongodb::error::Error> {
+        self.metrics.db("sessions", "update");
+        let revoked = self
+            .sessions
+            .find_one_and_update(
+                doc! { "_id": id, "revokedAt": null },
+                doc! { "$set": { "revokedAt": now(), "revokedReason": reason } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        // Written through even if someone else revoked it first.
+        self.cache
+            .set_flag("session", id, "revoked", REVOKED_FLAG_TTL)
+            .await;
+        Ok(revoked)
+    }
+
+    /// Revokes every active session of a user but `keep`; returns the revoked ones.
+    pub async fn revoke_others(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: &str,
+    ) -> Result<Vec<SessionDoc>, mongodb::error::Error> {
+        let mut revoked = Vec::new();
+        for session in self.list_active(user_id).await? {
+            if Some(session.id.as_str()) == keep {
+                continue;
+            }
+            if let Some(s) = self.revoke(&session.id, reason).await? {
+                revoked.push(s);
+            }
+        }
+        Ok(revoked)
+    }
+
+    pub async fn list_active(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<SessionDoc>, mongodb::error::Error> {
+        self.metrics.db("sessions", "find");
+        let cursor = self
+            .sessions
+            .find(doc! { "userId": user_id, "revokedAt": null, "expiresAt": { "$gt": now() } })
+            .sort(doc! { "createdAt": -1 })
+            .await?;
+        cursor.try_collect().await
+    }
+
+    pub fn view(session: &SessionDoc, current: &str) -> SessionView {
+        SessionView {
+            id: session.id.clone(),
+            created_at: rfc3339(session.created_at),
+            last_seen_at: rfc3339(session.last_seen_at),
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            current: session.id == current,
+        }
+    }
+
+    /// Revoked or expired (or unknown): cache first, MongoDB on a miss.
+    pub async fn is_revoked(&self, id: &str) -> Result<bool, mongodb::error::Error> {
+        match self.cache.get_flag("session", id).await.as_deref() {
+            Some("revoked") => return Ok(true),
+            Some("active") => return Ok(false),
+            _ => {}
+        }
+        let active = self.get(id).await?.is_some_and(|s| s.is_active());
+        if active {
+            self.cache
+                .set_flag_nx("session", id, "active", ACTIVE_FLAG_TTL)
+                .await;
+        }
+        Ok(!active)
+    }
+
+    // --- MFA challenges (one per mfaToken).
+
+    pub async fn create_challenge(
+        &self,
+        jti: &str,
+        user_id: &str,
+        ttl_secs: i64,
+    ) -> Result<(), mongodb::error::Error> {
+        self.metrics.db("mfa_challenges", "insert");
+        self.challenges
+            .insert_one(ChallengeDoc {
+                jti: jti.to_owned(),
+                user_id: user_id.to_owned(),
+                failures: 0,
+                consumed: false,
+                expires_at: after_secs(ttl_secs),
+            })
+            .await?;
+        Ok(())
+    }
+
+    fn live_challenge(jti: &str) -> mongodb::bson::Document {
+        doc! { "_id": jti, "consumed": false, "failures": { "$lt": MFA_TOKEN_FAILURES }, "expiresAt": { "$gt": now() } }
+    }
+
+    pub async fn challenge_is_live(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("mfa_challenges", "find");
+        Ok(self
+            .challenges
+            .find_one(Self::live_challenge(jti))
+            .await?
+            .is_some())
+    }
+
+    /// Counts a wrong code against the challenge.
+    pub async fn fail_challenge(&self, jti: &str) -> Result<(), mongodb::error::Error> {
+        self.metrics.db("mfa_challenges", "update");
+        self.challenges
+            .update_one(doc! { "_id": jti }, doc! { "$inc": { "failures": 1 } })
+            .await?;
+        Ok(())
+    }
+
+    /// Uses the challenge up; false if it was dead or already used.
+    pub async fn consume_challenge(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("mfa_challenges", "update");
+        let r = self
+            .challenges
+            .update_one(
+                Self::live_challenge(jti),
+                doc! { "$set": { "consumed": true } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
+    }
+
+    /// Records the (user agent, IP) pair; true when the account has not used it before.
+    pub async fn is_new_device(
+        &self,
+        user_id: &str,
+        user_agent: Option<&str>,
+        ip: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
+        let id = token_hash(&format!(
+            "{user_id}\n{}\n{}",
+            user_agent.unwrap_or(""),
+            ip.unwrap_or("")
+        ));
+        self.metrics.db("devices", "update");
+        let r = self
+            .devices
+            .update_one(
+                doc! { "_id": &id },
+                doc! { "$set": { "userId": user_id, "lastSeenAt": now() } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(r.upserted_id.is_some())
+    }
+}
+
+impl RevocationCheck for Sessions {
+    fn is_revoked<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(async move {
+            Sessions::is_revoked(self, session_id)
+                .await
+                .map_err(ApiError::from)
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! The `users` collection: one document per account, with its MFA state.
+//! Uniqueness of usernames and emails is enforced by unique indexes on their
+//! lower-cased forms, so two racing registrations give one winner.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared::cache::Cache;
+use shared::metrics::Metrics;
+
+use super::rfc3339;
+
+const PROFILE_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaState {
+    pub enabled: bool,
+    /// The active TOTP secret, sealed.
+    pub secret: Option<String>,
+    /// A secret from setup, not yet confirmed with a code, sealed.
+    pub pending_secret: Option<String>,
+    /// The last accepted time step; only later steps are accepted.
+    pub last_step: i64,
+    /// Keyed hashes of the unused recovery codes.
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub username: String,
+    pub username_norm: String,
+    pub email: String,
+    pub email_norm: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub password_hash: String,
+    pub created_at: DateTime,
+    pub profile_version: i64,
+    #[serde(default)]
+    pub mfa: MfaState,
+}
+
+/// What anyone may see of a user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicProfile {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+}
+
+/// What the user sees of themself.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnUser {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub bio: Option<String>,
+    pub mfa_enabled: bool,
+    pub created_at: String,
+}
+
+impl UserDoc {
+    pub fn public(&self) -> PublicProfile {
+        PublicProfile {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            display_name: self.display_name.clone(),
+            avatar_url: self.avatar_url.clone(),
+            bio: self.bio.clone(),
+        }
+    }
+
+    pub fn own(&self) -> OwnUser {
+        OwnUser {
+            id: self.id.clone(),
+            username: self.username.clone(),
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+            avatar_url: self.avatar_url.clone(),
+            bio: self.bio.clone(),
+            mfa_enabled: self.mfa.enabled,
+            created_at: rfc3339(self.created_at),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0} is taken")]
+    Taken(&'static str),
+    #[error(transparent)]
+    Db(#[from] mongodb::error::Error),
+}
+
+/// Profile fields a user may change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<Option<String>>,
+    pub bio: Option<Option<String>>,
+}
+
+#[derive(Clone)]
+pub struct Users {
+    coll: Collection<UserDoc>,
+    cache: Cache,
+    metrics: Metrics,
+}
+
+impl Users {
+    pub fn new(db: &Database, cache: Cache, metrics: Metrics) -> Self {
+        Self {
+            coll: db.collection("users"),
+            cache,
+            metrics,
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        for key in ["usernameNorm", "emailNorm"] {
+            self.coll
+                .create_index(
+                    IndexModel::builder()
+                        .keys(doc! { key: 1 })
+                        .options(IndexOptions::builder().unique(true).build())
+                        .build(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn insert(&self, user: &UserDoc) -> Result<(), UserError> {
+        self.metrics.db("users", "insert");
+        match self.coll.insert_one(user).await {
+            Ok(_) => Ok(()),
+            Err(e) if broker::outbox::is_duplicate_key(&e) => {
+                // Which one? Ask, rather than parse the server's message.
+                let name_taken = self
+                    .coll
+                    .find_one(doc! { "usernameNorm": &user.username_norm })
+                    .await?
+                    .is_some();
+                Err(UserError::Taken(if name_taken {
+                    "username"
+                } else {
+                    "email"
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// By lower-cased username or email.
+    pub async fn by_login(
+        &self,
+        login_norm: &str,
+    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        self.metrics.db("users", "find");
+        self.coll
+            .find_one(
+                doc! { "$or": [ { "usernameNorm": login_norm }, { "emailNorm": login_norm } ] },
+            )
+            .await
+    }
+
+    pub async fn by_id(&self, id: &str) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        self.metrics.db("users", "find");
+        self.coll.find_one(doc! { "_id": id }).await
+    }
+
+    /// Public profile, cache-aside.
+    pub async fn profile(&self, id: &str) -> Result<Option<PublicProfile>, mongodb::error::Error> {
+        if let Some(p) = self.cache.get::<PublicProfile>("profile", id).await {
+            return Ok(Some(p));
+        }
+        let Some(user) = self.by_id(id).await? else {
+            return Ok(None);
+        };
+        let profile = user.public();
+        self.cache
+            .put("profile", id, user.profile_version, &profile, PROFILE_TTL)
+            .await;
+        Ok(Some(profile))
+    }
+
+    /// Applies a profile change and returns the new document; the cache is
+    /// written through with the new version.
+    pub async fn update_profile(
+        &self,
+        id: &str,
+        change: ProfileChange,
+    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        let mut set = Document::new();
+        if let Some(name) = change.display_name {
+            set.insert("displayName", name);
+        }
+        if let Some(url) = change.avatar_url {
+            set.insert("avatarUrl", url);
+        }
+        if let Some(bio) = change.bio {
+            set.insert("bio", bio);
+        }
+        let mut update = doc! { "$inc": { "profileVersion": 1 } };
+        if !set.is_empty() {
+            update.insert("$set", set);
+        }
+        self.metrics.db("users", "update");
+        let user = self
+            .coll
+            .find_one_and_update(doc! { "_id": id }, update)
+            .return_document(ReturnDocument::After)
+            .await?;
+        if let Some(user) = &user {
+            self.cache
+                .put(
+                    "profile",
+                    id,
+                    user.profile_version,
+                    &user.public(),
+                    PROFILE_TTL,
+                )
+                .await;
+        }
+        Ok(user)
+    }
+
+    pub async fn set_password(&self, id: &str, hash: &str) -> Result<(), mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        self.coll
+            .update_one(
+                doc! { "_id": id },
+                doc! { "$set": { "passwordHash": hash } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Usernames or display names containing `query`, case-insensitively.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: i64,
+    ) -> Result<Vec<PublicProfile>, mongodb::error::Error> {
+        let pattern = regex_escape(query);
+        self.metrics.db("users", "find");
+        let cursor = self
+            .coll
+            .find(doc! { "$or": [
+                { "usernameNorm": { "$regex": &pattern, "$options": "i" } },
+                { "displayName": { "$regex": &pattern, "$options": "i" } },
+            ] })
+            .sort(doc! { "usernameNorm": 1 })
+            .limit(limit)
+            .await?;
+        let users: Vec<UserDoc> = cursor.try_collect().await?;
+        Ok(users.iter().map(UserDoc::public).collect())
+    }
+
+    // --- MFA: every transition is one conditional update, so racing
+    // requests cannot both win.
+
+    pub async fn set_pending_secret(
+        &self,
+        id: &str,
+        sealed: &str,
+    ) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": id, "mfa.enabled": { "$ne": true } },
+                doc! { "$set": { "mfa.pendingSecret": sealed } },
+            )
+            .await?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// Turns the pending secret on, if it is still the one the code was checked against.
+    pub async fn enable_mfa(
+        &self,
+        id: &str,
+        pending: &str,
+        step: i64,
+        code_hashes: &[String],
+    ) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": id, "mfa.enabled": { "$ne": true }, "mfa.pendingSecret": pending },
+                doc! { "$set": {
+                    "mfa.enabled": true,
+                    "mfa.secret": pending,
+                    "mfa.pendingSecret": null,
+                    "mfa.lastStep": step,
+                    "mfa.recoveryCodes": code_hashes,
+                } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
+    }
+
+    pub async fn disable_mfa(&self, id: &str) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": id, "mfa.enabled": true },
+                doc! { "$set": { "mfa": { "enabled": false, "secret": null, "pendingSecret": null, "lastStep": 0_i64, "recoveryCodes": [] } } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
+    }
+
+    pub async fn replace_recovery_codes(
+        &self,
+        id: &str,
+        code_hashes: &[String],
+    ) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": id, "mfa.enabled": true },
+                doc! { "$set": { "mfa.recoveryCodes": code_hashes } },
+            )
+            .await?;
+        Ok(r.matched_count == 1)
+    }
+
+    /// Accepts time step `step` only if it is later than the last accepted one.
+    pub async fn consume_step(&self, id: &str, step: i64) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let r = self
+            .coll
+            .update_one(
+                doc! { "_id": id, "mfa.enabled": true, "mfa.lastStep": { "$lt": step } },
+                doc! { "$set": { "mfa.lastStep": step } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
+    }
+
+    /// Removes one recovery code if present; returns how many remain.
+    pub async fn consume_recovery_code(
+        &self,
+        id: &str,
+        code_hash: &str,
+    ) -> Result<Option<u32>, mongodb::error::Error> {
+        self.metrics.db("users", "update");
+        let after = self
+            .coll
+            .find_one_and_update(
+                doc! { "_id": id, "mfa.enabled": true, "mfa.recoveryCodes": code_hash },
+                doc! { "$pull": { "mfa.recoveryCodes": code_hash } },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        Ok(after.map(|u| u32::try_from(u.mfa.recovery_codes.len()).unwrap_or(0)))
+    }
+}
+
+/// Escapes regex metacharacters: user input is matched literally.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 2);
+    for c in s.chars() {
+        if "\\^$.|?*+()[]{}-/".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_input_is_matched_literally() {
+        assert_eq!(super::regex_escape("a.b*(c)"), r"a\.b\*\(c\)");
+    }
+}
