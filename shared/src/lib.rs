@@ -10,6 +10,7 @@
 //!   for bare errors), body limits and content-type enforcement.
 //! - [`telemetry`]: `tracing` set-up (JSON in production, readable locally).
 //! - [`metrics`]: the per-application Prometheus registry and `/metrics`.
+//! - [`openapi`]: the problem schema and bearer scheme of every OpenAPI document.
 //! - [`health`]: `/health/live` and `/health/ready` with per-dependency checks.
 //! - [`auth`]: access-token verification (Ed25519 JWT) as an actix extractor.
 //! - [`cache`]: the typed, versioned Redis read cache.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod ratelimit;
 pub mod server;
 pub mod shutdown;

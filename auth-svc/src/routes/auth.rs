@@ -6,7 +6,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use shared::auth::{Authenticated, TokenType};
 use shared::http::{RequestId, ValidJson};
+use shared::openapi::Problem;
 use shared::ApiError;
+use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain::credentials::{check_display_name, check_password, Email, Username};
@@ -19,24 +21,27 @@ use crate::storage::now;
 use crate::storage::sessions::Rotation;
 use crate::storage::users::{MfaState, OwnUser, UserDoc};
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterBody {
     username: String,
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     display_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    /// Username or email.
     #[validate(length(min = 1, max = 254))]
     login: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MfaLoginBody {
     #[validate(length(min = 1, max = 4096))]
@@ -47,21 +52,24 @@ pub struct MfaLoginBody {
     recovery_code: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefreshBody {
     #[validate(length(min = 1, max = 256))]
     refresh_token: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PasswordBody {
+    #[schema(value_type = String, format = Password)]
     current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
-#[derive(Serialize)]
+/// Tokens of a session (`user` on login and registration).
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tokens {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,6 +78,16 @@ pub struct Tokens {
     refresh_token: String,
     token_type: &'static str,
     expires_in: i64,
+}
+
+/// The answer to a password login on an account with MFA: no tokens yet.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaChallenge {
+    mfa_required: bool,
+    /// Valid 5 minutes, single use; only `/api/auth/login/mfa` takes it.
+    mfa_token: String,
+    methods: [&'static str; 2],
 }
 
 /// Same body for an unknown account and a wrong password.
@@ -124,6 +142,7 @@ async fn open_session(
 }
 
 /// `POST /api/auth/register`.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody, responses((status = 201, body = Tokens), (status = 409, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)))]
 pub async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -194,6 +213,7 @@ pub async fn register(
 }
 
 /// `POST /api/auth/login`: tokens, or an MFA challenge.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody, responses((status = 200, description = "tokens, or an MFA challenge", body = Tokens), (status = 401, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)))]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -231,11 +251,11 @@ pub async fn login(
             .sessions
             .create_challenge(&jti, &user.id, MFA_TTL_SECS)
             .await?;
-        return Ok(HttpResponse::Ok().json(serde_json::json!({
-            "mfaRequired": true,
-            "mfaToken": mfa_token,
-            "methods": ["totp", "recoveryCode"],
-        })));
+        return Ok(HttpResponse::Ok().json(MfaChallenge {
+            mfa_required: true,
+            mfa_token,
+            methods: ["totp", "recoveryCode"],
+        }));
     }
     let tokens = open_session(&state, &req, &rid, &user, true).await?;
     Ok(HttpResponse::Ok().json(tokens))
@@ -292,6 +312,7 @@ pub async fn check_second_factor(
 }
 
 /// `POST /api/auth/login/mfa`.
+#[utoipa::path(post, path = "/api/auth/login/mfa", tag = "auth", request_body = MfaLoginBody, responses((status = 200, body = Tokens), (status = 401, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)))]
 pub async fn login_mfa(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -340,6 +361,7 @@ pub async fn login_mfa(
 }
 
 /// `POST /api/auth/refresh`: single use, rotated; reuse kills the session.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshBody, responses((status = 200, body = Tokens), (status = 401, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -375,6 +397,7 @@ pub async fn refresh(
 }
 
 /// `POST /api/auth/logout`.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn logout(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -387,6 +410,7 @@ pub async fn logout(
 }
 
 /// `POST /api/auth/password`: every other session is revoked.
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordBody, responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn change_password(
     state: web::Data<AppState>,
     rid: RequestId,

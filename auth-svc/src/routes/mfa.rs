@@ -3,10 +3,12 @@
 use actix_web::{web, HttpResponse};
 use broker::events::auth::{MfaDisabled, MfaEnabled, RecoveryCodeUsed};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared::auth::Authenticated;
 use shared::http::{RequestId, ValidJson};
+use shared::openapi::Problem;
 use shared::ApiError;
+use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::domain::{secrets, totp};
@@ -17,21 +19,48 @@ use crate::storage::users::UserDoc;
 
 const RECOVERY_CODES: usize = 10;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CodeBody {
     #[validate(length(min = 1, max = 16))]
     code: String,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// The password plus a TOTP `code` or a `recoveryCode`.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProtectedBody {
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     #[validate(length(min = 1, max = 16))]
     code: Option<String>,
     #[validate(length(min = 1, max = 32))]
     recovery_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaStatus {
+    enabled: bool,
+    recovery_codes_remaining: usize,
+}
+
+/// Shown once: the secret to type or scan.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TotpSetup {
+    /// Base32 (RFC 4648), no padding, 160 bits.
+    secret: String,
+    otpauth_uri: String,
+    /// An SVG document of the URI as a QR code.
+    qr_svg: String,
+}
+
+/// Shown once; only hashes are stored.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryCodes {
+    recovery_codes: Vec<String>,
 }
 
 async fn current_user(state: &AppState, caller: &Authenticated) -> Result<UserDoc, ApiError> {
@@ -92,19 +121,21 @@ async fn reauthenticate(
 }
 
 /// `GET /api/auth/mfa`.
+#[utoipa::path(get, path = "/api/auth/mfa", tag = "mfa", responses((status = 200, body = MfaStatus), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn mfa_status(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let user = current_user(&state, &caller).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "enabled": user.mfa.enabled,
-        "recoveryCodesRemaining": user.mfa.recovery_codes.len(),
-    })))
+    Ok(HttpResponse::Ok().json(MfaStatus {
+        enabled: user.mfa.enabled,
+        recovery_codes_remaining: user.mfa.recovery_codes.len(),
+    }))
 }
 
 /// `POST /api/auth/mfa/totp/setup`: a new pending secret (replacing any
 /// earlier pending one), shown once.
+#[utoipa::path(post, path = "/api/auth/mfa/totp/setup", tag = "mfa", responses((status = 200, body = TotpSetup), (status = 401, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
 pub async fn setup_totp(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -126,14 +157,15 @@ pub async fn setup_totp(
     let uri = totp::otpauth_uri(&user.username, &encoded);
     let svg = totp::qr_svg(&uri)
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("QR encoding failed")))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "secret": encoded,
-        "otpauthUri": uri,
-        "qrSvg": svg,
-    })))
+    Ok(HttpResponse::Ok().json(TotpSetup {
+        secret: encoded,
+        otpauth_uri: uri,
+        qr_svg: svg,
+    }))
 }
 
 /// `POST /api/auth/mfa/totp/enable`: confirms the pending secret with a code.
+#[utoipa::path(post, path = "/api/auth/mfa/totp/enable", tag = "mfa", request_body = CodeBody, responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn enable_totp(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -184,10 +216,13 @@ pub async fn enable_totp(
     )
     .await?;
     tracing::info!(user.id = %user.id, "MFA enabled");
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "recoveryCodes": codes })))
+    Ok(HttpResponse::Ok().json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
 }
 
 /// `POST /api/auth/mfa/disable`.
+#[utoipa::path(post, path = "/api/auth/mfa/disable", tag = "mfa", request_body = ProtectedBody, responses((status = 204), (status = 401, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn disable_mfa(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -217,6 +252,7 @@ pub async fn disable_mfa(
 }
 
 /// `POST /api/auth/mfa/recovery-codes`: a new set; the old one stops working.
+#[utoipa::path(post, path = "/api/auth/mfa/recovery-codes", tag = "mfa", request_body = ProtectedBody, responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn regenerate_recovery_codes(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -240,5 +276,7 @@ pub async fn regenerate_recovery_codes(
             "multi-factor authentication is not enabled".into(),
         ));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "recoveryCodes": codes })))
+    Ok(HttpResponse::Ok().json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
 }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod jwks;
 pub mod limits;
 pub mod mfa;
+pub mod openapi;
 pub mod sessions;
 pub mod users;
 
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState, ip_limits: &IpL
         register,
         refresh,
     } = ip_limits;
+    shared::openapi::document_route(cfg, <openapi::ApiDoc as utoipa::OpenApi>::openapi());
     cfg.app_data(web::Data::new(state.clone()))
         .service(web::resource("/.well-known/jwks.json").get(jwks::jwks))
         .service(

@@ -3,13 +3,17 @@
 use actix_web::{web, HttpResponse};
 use shared::auth::Authenticated;
 use shared::http::RequestId;
+use shared::openapi::Problem;
 use shared::ApiError;
+
+use crate::storage::sessions::SessionView;
 
 use crate::events;
 use crate::state::AppState;
 use crate::storage::sessions::Sessions;
 
 /// `GET /api/auth/sessions`.
+#[utoipa::path(get, path = "/api/auth/sessions", tag = "sessions", responses((status = 200, body = [SessionView]), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -23,6 +27,7 @@ pub async fn list_sessions(
 }
 
 /// `DELETE /api/auth/sessions/{id}`: only one's own; others are 404.
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "sessions", params(("id" = String, Path)), responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn revoke_session(
     state: web::Data<AppState>,
     rid: RequestId,

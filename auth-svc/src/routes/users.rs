@@ -5,8 +5,12 @@ use serde::Deserialize;
 use shared::auth::Authenticated;
 use shared::error::FieldError;
 use shared::http::{RequestId, ValidJson};
+use shared::openapi::Problem;
 use shared::ApiError;
+use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
+
+use crate::storage::users::{OwnUser, PublicProfile};
 
 use crate::domain::credentials::{check_avatar_url, check_bio, check_display_name};
 use crate::events;
@@ -14,13 +18,15 @@ use crate::state::AppState;
 use crate::storage::users::ProfileChange;
 
 /// Absent fields stay; `null` clears `avatarUrl` and `bio`.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProfileBody {
     display_name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     avatar_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     bio: Option<Option<String>>,
 }
 
@@ -29,7 +35,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Ok(Some(Option::deserialize(d)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     #[serde(default)]
@@ -38,6 +44,7 @@ pub struct SearchQuery {
 }
 
 /// `GET /api/users/me`.
+#[utoipa::path(get, path = "/api/users/me", tag = "users", responses((status = 200, body = OwnUser), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn get_me(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -51,6 +58,7 @@ pub async fn get_me(
 }
 
 /// `PATCH /api/users/me`: publishes `user.updated`.
+#[utoipa::path(patch, path = "/api/users/me", tag = "users", request_body = ProfileBody, responses((status = 200, body = OwnUser), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn update_me(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -91,6 +99,7 @@ pub async fn update_me(
 }
 
 /// `GET /api/users/{id}`: the public profile.
+#[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = String, Path)), responses((status = 200, body = PublicProfile), (status = 401, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
 pub async fn get_user(
     state: web::Data<AppState>,
     _caller: Authenticated,
@@ -101,6 +110,7 @@ pub async fn get_user(
 }
 
 /// `GET /api/users?search=q&limit=20`.
+#[utoipa::path(get, path = "/api/users", tag = "users", params(SearchQuery), responses((status = 200, body = [PublicProfile]), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn search_users(
     state: web::Data<AppState>,
     _caller: Authenticated,

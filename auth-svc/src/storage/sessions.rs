@@ -50,7 +50,7 @@ impl SessionDoc {
 }
 
 /// A session as `GET /api/auth/sessions` lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
     pub id: String,

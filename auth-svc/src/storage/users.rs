@@ -50,7 +50,7 @@ pub struct UserDoc {
 }
 
 /// What anyone may see of a user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublicProfile {
     pub id: String,
@@ -61,7 +61,7 @@ pub struct PublicProfile {
 }
 
 /// What the user sees of themself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnUser {
     pub id: String,
