@@ -6,6 +6,7 @@
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod realtime;
 pub mod routes;
 pub mod startup;
 pub mod storage;

@@ -1,22 +1,132 @@
-//! Start-up: storage, messaging, HTTP. `Application::build` binds (port 0
-//! picks a free port, for tests); `run_until_stopped` serves until the
-//! shutdown token is cancelled, then drains.
+//! Start-up: storage, messaging, consumers, the WebSocket hub, HTTP.
+//! `Application::build` binds (port 0 picks a free port, for tests);
+//! `run_until_stopped` serves until the shutdown token is cancelled, then
+//! closes sockets with 1001 and drains.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use broker::bootstrap::Infra;
+use broker::consumer::Source;
+use broker::topology::CHAT_SVC_USERS;
+use broker::{Consumer, ProcessedEvents};
+use shared::ratelimit::FailureLimiter;
 use shared::server::Running;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::routes;
+use crate::domain::service::ChatService;
+use crate::events::fanout::FanoutHandler;
+use crate::events::replica::ReplicaHandler;
+use crate::realtime::hub::Hub;
+use crate::realtime::presence::PresenceTracker;
+use crate::realtime::socket::Realtime;
+use crate::routes::{self, AppState};
+use crate::storage::chats::Chats;
+use crate::storage::messages::Messages;
+use crate::storage::revocations::Revocations;
+use crate::storage::timeline::Timeline;
+use crate::storage::users::Users;
 
 pub struct Application(Running);
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let common = &config.common;
-        let infra = Infra::start(common, crate::SERVICE).await?;
-        let verifier = infra.verifier(common)?;
-        Ok(Self(infra.serve(common, verifier, routes::configure)?))
+        let mut infra = Infra::start(common, crate::SERVICE).await?;
+        let metrics = infra.metrics.clone();
+        let db = infra.db.clone();
+        let users = Users::new(&db, metrics.clone());
+        let chats = Chats::new(&db, metrics.clone());
+        let messages = Messages::new(&db, metrics.clone());
+        let revocations = Revocations::new(&db, metrics.clone());
+        let timeline = Timeline::new(infra.redis.clone(), &common.redis_prefix);
+        let shutdown = infra.shutdown.clone();
+        infra.tasks.push(tokio::spawn(ensure_indexes(
+            chats.clone(),
+            messages.clone(),
+            shutdown.clone(),
+        )));
+        infra
+            .tasks
+            .push(tokio::spawn(revocations.clone().run_sync(shutdown.clone())));
+
+        let service = ChatService {
+            chats: chats.clone(),
+            messages,
+            users: users.clone(),
+            timeline: timeline.clone(),
+            outbox: infra.messaging.outbox.clone(),
+            publisher: infra.messaging.publisher.clone(),
+            send_limit: FailureLimiter::new(
+                infra.redis.clone(),
+                &common.redis_prefix,
+                "send",
+                config.chat.message_rate_per_10s,
+                Duration::from_secs(10),
+            ),
+        };
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let presence = PresenceTracker::new(
+            infra.redis.clone(),
+            &common.redis_prefix,
+            &common.instance_id,
+            infra.messaging.publisher.clone(),
+            chats,
+        );
+        infra.tasks.push(tokio::spawn(
+            presence.clone().run_refresh(hub.clone(), shutdown.clone()),
+        ));
+
+        let broker = infra.messaging.broker.clone();
+        let publisher = infra.messaging.publisher.clone();
+        let replica = Consumer::new(
+            broker.clone(),
+            publisher.clone(),
+            Source::Durable(CHAT_SVC_USERS),
+            Arc::new(ReplicaHandler {
+                users: users.clone(),
+                revocations: revocations.clone(),
+            }),
+            metrics.clone(),
+        )
+        .with_idempotency(ProcessedEvents::new(&db));
+        infra
+            .tasks
+            .push(tokio::spawn(replica.run(shutdown.clone())));
+        let fanout = Consumer::new(
+            broker,
+            publisher,
+            Source::Fanout {
+                instance_id: common.instance_id.clone(),
+            },
+            Arc::new(FanoutHandler {
+                hub: hub.clone(),
+                users,
+                revocations: revocations.clone(),
+            }),
+            metrics,
+        )
+        .with_prefetch(512);
+        infra.tasks.push(tokio::spawn(fanout.run(shutdown.clone())));
+
+        let verifier = infra
+            .verifier(common)?
+            .with_revocations(Arc::new(revocations.clone()));
+        let realtime = Realtime {
+            service: service.clone(),
+            hub,
+            timeline,
+            presence,
+            revocations,
+            allowed_origins: common.allowed_origins.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let state = AppState { service };
+        let running = infra.serve(common, verifier, move |cfg| {
+            routes::configure(cfg, &state, &realtime)
+        })?;
+        Ok(Self(running))
     }
 
     pub fn port(&self) -> u16 {
@@ -30,5 +140,23 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.0.run_until_stopped().await
+    }
+}
+
+async fn ensure_indexes(chats: Chats, messages: Messages, shutdown: CancellationToken) {
+    loop {
+        match (
+            chats.ensure_indexes().await,
+            messages.ensure_indexes().await,
+        ) {
+            (Ok(()), Ok(())) => return,
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "indexes not created yet; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
     }
 }

@@ -109,7 +109,9 @@ pub fn sources(defaults: serde_json::Value, keys: &[&str]) -> Figment {
         figment = figment.merge(Toml::file_exact(path));
     }
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    figment.merge(Env::raw().filter(move |k| keys.iter().any(|x| x.as_str() == k.as_str())))
+    // Figment hands the variable name over as written (`HTTP_PORT`).
+    figment
+        .merge(Env::raw().filter(move |k| keys.iter().any(|x| k.as_str().eq_ignore_ascii_case(x))))
 }
 
 /// Extracts one section (the common keys, or a service's own) from the
@@ -223,6 +225,15 @@ mod tests {
         d["http_port"] = serde_json::json!("not-a-port");
         let err = load(d).unwrap_err();
         assert!(err.0.contains("http_port"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_override_defaults() {
+        // A key no other test reads from the environment.
+        std::env::set_var("AMQP_PREFIX", "from-env.");
+        let c: CommonConfig =
+            extract(&sources(common_defaults("auth-svc", 8081), COMMON_KEYS)).unwrap();
+        assert_eq!(c.amqp_prefix, "from-env.");
     }
 
     #[test]

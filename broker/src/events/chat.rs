@@ -30,14 +30,28 @@ pub struct ChatSnapshot {
     pub version: i64,
 }
 
-/// The replicated shape of a message (the sender by id; receivers resolve
-/// profiles from their own replica).
+/// Per-recipient resume cursors (`userId -> cursor`) of a durable chat
+/// event; empty when the timeline store was unavailable.
+pub type Cursors = std::collections::BTreeMap<String, String>;
+
+/// A user's public profile as chat-svc knew it when the event happened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSnapshot {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+}
+
+/// A message as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSnapshot {
     pub id: String,
     pub chat_id: String,
     pub sender_id: String,
+    pub sender: ProfileSnapshot,
     pub content: String,
     pub client_msg_id: Option<String>,
     pub created_at: String,
@@ -49,6 +63,8 @@ pub struct MessageSnapshot {
 #[serde(rename_all = "camelCase")]
 pub struct ChatCreated {
     pub chat: ChatSnapshot,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(ChatCreated, "chat.created", Exchange::Chat);
 
@@ -56,6 +72,8 @@ chat_event!(ChatCreated, "chat.created", Exchange::Chat);
 #[serde(rename_all = "camelCase")]
 pub struct ChatUpdated {
     pub chat: ChatSnapshot,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(ChatUpdated, "chat.updated", Exchange::Chat);
 
@@ -65,6 +83,11 @@ pub struct MemberAdded {
     pub chat_id: String,
     pub user_id: String,
     pub by_user_id: String,
+    /// Members after the change (plus the removed user, for a removal).
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(MemberAdded, "chat.member.added", Exchange::Chat);
 
@@ -74,6 +97,11 @@ pub struct MemberRemoved {
     pub chat_id: String,
     pub user_id: String,
     pub by_user_id: String,
+    /// Members after the change (plus the removed user, for a removal).
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(MemberRemoved, "chat.member.removed", Exchange::Chat);
 
@@ -83,6 +111,8 @@ pub struct MessageCreated {
     pub chat_id: String,
     pub member_ids: Vec<String>,
     pub message: MessageSnapshot,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(MessageCreated, "chat.message.created", Exchange::Chat);
 
@@ -92,6 +122,8 @@ pub struct MessageUpdated {
     pub chat_id: String,
     pub member_ids: Vec<String>,
     pub message: MessageSnapshot,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(MessageUpdated, "chat.message.updated", Exchange::Chat);
 
@@ -101,6 +133,8 @@ pub struct MessageDeleted {
     pub chat_id: String,
     pub member_ids: Vec<String>,
     pub message: MessageSnapshot,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(MessageDeleted, "chat.message.deleted", Exchange::Chat);
 
@@ -110,6 +144,10 @@ pub struct ReadMarked {
     pub chat_id: String,
     pub user_id: String,
     pub message_id: String,
+    #[serde(default)]
+    pub member_ids: Vec<String>,
+    #[serde(default)]
+    pub cursors: Cursors,
 }
 chat_event!(ReadMarked, "chat.read", Exchange::Chat);
 

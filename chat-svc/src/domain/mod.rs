@@ -1,1 +1,7 @@
-//! Validated values and rules of the service.
+//! The rules of chats and messages, shared by the REST handlers and the
+//! WebSocket: membership and admin checks, validation, idempotent sends,
+//! read markers; each write records its event in the user timelines and the
+//! outbox.
+
+pub mod service;
+pub mod views;

@@ -1,0 +1,624 @@
+//! Chat operations. Each write: check membership/role, write MongoDB, then
+//! record the event: the frame goes into every recipient's timeline (which
+//! assigns the resume cursors) and the event, with those cursors, into the
+//! outbox.
+
+use std::collections::HashMap;
+
+use broker::events::chat::{
+    ChatCreated, ChatUpdated, Cursors, MemberAdded, MemberRemoved, MessageCreated, MessageDeleted,
+    MessageUpdated, ReadMarked, Typing,
+};
+use broker::{Envelope, Event, EventPayload, Outbox, Publisher};
+use shared::ratelimit::FailureLimiter;
+use shared::ApiError;
+
+use super::views::{chat_view, snapshot, unknown_profile, ChatView, MessageView};
+use crate::events::frames;
+use crate::storage::chats::{ChatDoc, Chats};
+use crate::storage::messages::{MessageDoc, Messages};
+use crate::storage::new_id;
+use crate::storage::timeline::Timeline;
+use crate::storage::users::Users;
+
+#[derive(Clone)]
+pub struct ChatService {
+    pub chats: Chats,
+    pub messages: Messages,
+    pub users: Users,
+    pub timeline: Timeline,
+    pub outbox: Outbox,
+    pub publisher: Publisher,
+    pub send_limit: FailureLimiter,
+}
+
+/// Result of removing a member.
+pub enum Removal {
+    /// An admin removed someone: the chat as it is now.
+    Removed(ChatView),
+    /// The caller left.
+    Left,
+}
+
+fn check_content(content: &str) -> Result<(), ApiError> {
+    let len = content.trim().chars().count();
+    if (1..=4000).contains(&len) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "content",
+            "must be 1-4000 characters after trimming",
+        ))
+    }
+}
+
+fn check_client_msg_id(id: Option<&str>) -> Result<(), ApiError> {
+    match id {
+        Some(c) if c.is_empty() || c.chars().count() > 64 || c.chars().any(char::is_control) => {
+            Err(ApiError::validation(
+                "clientMsgId",
+                "must be 1-64 characters without control characters",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let trimmed = name.trim();
+    let len = trimmed.chars().count();
+    if (1..=100).contains(&len) && !trimmed.chars().any(char::is_control) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(ApiError::validation(
+            "name",
+            "must be 1-100 characters without control characters",
+        ))
+    }
+}
+
+impl ChatService {
+    /// Writes a durable event: frames into the recipients' timelines, then
+    /// the event with their cursors into the outbox.
+    async fn record<E: EventPayload>(
+        &self,
+        chat_id: &str,
+        correlation_id: &str,
+        build: impl Fn(Cursors) -> E,
+        wrap: fn(E) -> Event,
+    ) -> Result<(), ApiError> {
+        let draft = wrap(build(Cursors::new()));
+        if let Some(frame) = frames::frame_for(&draft, &self.users).await {
+            let cursors = self
+                .timeline
+                .append(&frame.recipients, &frame.body.to_string())
+                .await;
+            let event = build(cursors);
+            return self.enqueue(chat_id, correlation_id, event).await;
+        }
+        self.enqueue(chat_id, correlation_id, build(Cursors::new()))
+            .await
+    }
+
+    async fn enqueue<E: EventPayload>(
+        &self,
+        chat_id: &str,
+        correlation_id: &str,
+        event: E,
+    ) -> Result<(), ApiError> {
+        self.outbox
+            .enqueue(chat_id, Some(correlation_id), event)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                broker::outbox::OutboxError::Store(db) => ApiError::from(db),
+                other => ApiError::Unexpected(other.into()),
+            })
+    }
+
+    async fn member_chat(&self, chat_id: &str, user: &str) -> Result<ChatDoc, ApiError> {
+        self.chats
+            .get_for_member(chat_id, user)
+            .await?
+            .ok_or(ApiError::NotFound)
+    }
+
+    async fn profiles(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, broker::events::chat::ProfileSnapshot>, ApiError> {
+        Ok(self.users.profiles(ids).await?)
+    }
+
+    async fn view(&self, chat: &ChatDoc, user: &str) -> Result<ChatView, ApiError> {
+        let mut views = self.views(std::slice::from_ref(chat), user).await?;
+        views.pop().ok_or(ApiError::NotFound)
+    }
+
+    /// Chat objects for `user`: profiles, latest messages and unread counts.
+    pub async fn views(&self, chats: &[ChatDoc], user: &str) -> Result<Vec<ChatView>, ApiError> {
+        let mut ids: Vec<String> = chats
+            .iter()
+            .flat_map(|c| c.member_ids.iter().cloned())
+            .collect();
+        let latest_ids: Vec<String> = chats
+            .iter()
+            .filter_map(|c| c.latest_message_id.clone())
+            .collect();
+        let latest_docs = self.messages.by_ids(&latest_ids).await?;
+        ids.extend(latest_docs.iter().map(|m| m.sender_id.clone()));
+        ids.sort();
+        ids.dedup();
+        let profiles = self.profiles(&ids).await?;
+        let latest: HashMap<&str, &MessageDoc> =
+            latest_docs.iter().map(|m| (m.id.as_str(), m)).collect();
+        let mut out = Vec::with_capacity(chats.len());
+        for chat in chats {
+            let latest_view = chat
+                .latest_message_id
+                .as_deref()
+                .and_then(|id| latest.get(id))
+                .map(|m| {
+                    MessageView::from(&snapshot(
+                        m,
+                        profiles
+                            .get(&m.sender_id)
+                            .cloned()
+                            .unwrap_or_else(|| unknown_profile(&m.sender_id)),
+                    ))
+                });
+            let unread = match &chat.latest_message_id {
+                None => 0,
+                Some(_) => {
+                    let marker = self.chats.read_marker(&chat.id, user).await?;
+                    self.messages
+                        .unread_count(&chat.id, user, marker.as_deref())
+                        .await?
+                }
+            };
+            out.push(chat_view(chat, &profiles, latest_view, unread));
+        }
+        Ok(out)
+    }
+
+    pub async fn list(&self, user: &str) -> Result<Vec<ChatView>, ApiError> {
+        let chats = self.chats.list_for_user(user).await?;
+        self.views(&chats, user).await
+    }
+
+    pub async fn get(&self, user: &str, chat_id: &str) -> Result<ChatView, ApiError> {
+        let chat = self.member_chat(chat_id, user).await?;
+        self.view(&chat, user).await
+    }
+
+    pub async fn direct(
+        &self,
+        user: &str,
+        other: &str,
+        rid: &str,
+    ) -> Result<(ChatView, bool), ApiError> {
+        if user == other {
+            return Err(ApiError::validation("userId", "must be another user"));
+        }
+        if !self.users.exists(other).await? {
+            return Err(ApiError::validation("userId", "no such user"));
+        }
+        let (chat, created) = self
+            .chats
+            .get_or_create_direct(user, other, new_id())
+            .await?;
+        if created {
+            let snap = chat.snapshot();
+            self.record(
+                &chat.id,
+                rid,
+                |cursors| ChatCreated {
+                    chat: snap.clone(),
+                    cursors,
+                },
+                Event::ChatCreated,
+            )
+            .await?;
+        }
+        Ok((self.view(&chat, user).await?, created))
+    }
+
+    pub async fn create_group(
+        &self,
+        user: &str,
+        name: &str,
+        member_ids: Vec<String>,
+        rid: &str,
+    ) -> Result<ChatView, ApiError> {
+        let name = check_name(name)?;
+        let mut members: Vec<String> = member_ids.into_iter().filter(|m| m != user).collect();
+        members.sort();
+        members.dedup();
+        if members.is_empty() || members.len() > 255 {
+            return Err(ApiError::validation(
+                "memberIds",
+                "a group has 2-256 members including you",
+            ));
+        }
+        let known = self.profiles(&members).await?;
+        if let Some(unknown) = members.iter().find(|m| !known.contains_key(*m)) {
+            return Err(ApiError::validation(
+                "memberIds",
+                format!("no such user: {unknown}"),
+            ));
+        }
+        let chat = self
+            .chats
+            .create_group(new_id(), name, user, members)
+            .await?;
+        let snap = chat.snapshot();
+        self.record(
+            &chat.id,
+            rid,
+            |cursors| ChatCreated {
+                chat: snap.clone(),
+                cursors,
+            },
+            Event::ChatCreated,
+        )
+        .await?;
+        self.view(&chat, user).await
+    }
+
+    async fn admin_chat(&self, chat_id: &str, user: &str) -> Result<ChatDoc, ApiError> {
+        let chat = self.member_chat(chat_id, user).await?;
+        if !chat.is_group || !chat.is_admin(user) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(chat)
+    }
+
+    pub async fn rename(
+        &self,
+        user: &str,
+        chat_id: &str,
+        name: &str,
+        rid: &str,
+    ) -> Result<ChatView, ApiError> {
+        let name = check_name(name)?;
+        self.admin_chat(chat_id, user).await?;
+        let chat = self
+            .chats
+            .rename(chat_id, &name)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let snap = chat.snapshot();
+        self.record(
+            &chat.id,
+            rid,
+            |cursors| ChatUpdated {
+                chat: snap.clone(),
+                cursors,
+            },
+            Event::ChatUpdated,
+        )
+        .await?;
+        self.view(&chat, user).await
+    }
+
+    pub async fn add_member(
+        &self,
+        user: &str,
+        chat_id: &str,
+        new_member: &str,
+        rid: &str,
+    ) -> Result<ChatView, ApiError> {
+        let before = self.admin_chat(chat_id, user).await?;
+        if before.member_ids.iter().any(|m| m == new_member) {
+            return self.view(&before, user).await;
+        }
+        if !self.users.exists(new_member).await? {
+            return Err(ApiError::validation("userId", "no such user"));
+        }
+        let chat = self
+            .chats
+            .add_member(chat_id, new_member)
+            .await?
+            .ok_or_else(|| ApiError::validation("userId", "the group is full (256 members)"))?;
+        let members = chat.member_ids.clone();
+        self.record(
+            &chat.id,
+            rid,
+            |cursors| MemberAdded {
+                chat_id: chat.id.clone(),
+                user_id: new_member.to_owned(),
+                by_user_id: user.to_owned(),
+                member_ids: members.clone(),
+                cursors,
+            },
+            Event::MemberAdded,
+        )
+        .await?;
+        self.view(&chat, user).await
+    }
+
+    pub async fn remove_member(
+        &self,
+        user: &str,
+        chat_id: &str,
+        target: &str,
+        rid: &str,
+    ) -> Result<Removal, ApiError> {
+        let chat = self.member_chat(chat_id, user).await?;
+        if !chat.is_group {
+            return Err(ApiError::validation(
+                "userId",
+                "nobody leaves a direct chat",
+            ));
+        }
+        let leaving = user == target;
+        if !leaving && !chat.is_admin(user) {
+            return Err(ApiError::Forbidden);
+        }
+        if !chat.member_ids.iter().any(|m| m == target) {
+            return Err(ApiError::NotFound);
+        }
+        let after = self
+            .chats
+            .remove_member(chat_id, target)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        // The removed user hears of the removal itself, then nothing more.
+        let mut recipients = after.member_ids.clone();
+        recipients.push(target.to_owned());
+        self.record(
+            &after.id,
+            rid,
+            |cursors| MemberRemoved {
+                chat_id: after.id.clone(),
+                user_id: target.to_owned(),
+                by_user_id: user.to_owned(),
+                member_ids: recipients.clone(),
+                cursors,
+            },
+            Event::MemberRemoved,
+        )
+        .await?;
+        if leaving {
+            Ok(Removal::Left)
+        } else {
+            Ok(Removal::Removed(self.view(&after, user).await?))
+        }
+    }
+
+    pub async fn history(
+        &self,
+        user: &str,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<MessageView>, bool), ApiError> {
+        self.member_chat(chat_id, user).await?;
+        let (page, has_more) = self.messages.page(chat_id, before, limit).await?;
+        let mut senders: Vec<String> = page.iter().map(|m| m.sender_id.clone()).collect();
+        senders.sort();
+        senders.dedup();
+        let profiles = self.profiles(&senders).await?;
+        let views = page
+            .iter()
+            .map(|m| {
+                MessageView::from(&snapshot(
+                    m,
+                    profiles
+                        .get(&m.sender_id)
+                        .cloned()
+                        .unwrap_or_else(|| unknown_profile(&m.sender_id)),
+                ))
+            })
+            .collect();
+        Ok((views, has_more))
+    }
+
+    /// Sends a message; a repeated `clientMsgId` returns the original
+    /// (`created` false) and records nothing.
+    pub async fn send(
+        &self,
+        user: &str,
+        chat_id: &str,
+        content: &str,
+        client_msg_id: Option<&str>,
+        rid: &str,
+    ) -> Result<(MessageView, bool), ApiError> {
+        check_content(content)?;
+        check_client_msg_id(client_msg_id)?;
+        let chat = self.member_chat(chat_id, user).await?;
+        let limit_key = format!("send:{user}");
+        if let Some(retry_after_secs) = self.send_limit.blocked(&limit_key).await {
+            return Err(ApiError::RateLimited { retry_after_secs });
+        }
+        let id = new_id();
+        let doc = MessageDoc {
+            idem_key: Messages::idem_key(chat_id, user, client_msg_id, &id),
+            id,
+            chat_id: chat_id.to_owned(),
+            sender_id: user.to_owned(),
+            content: content.to_owned(),
+            client_msg_id: client_msg_id.map(str::to_owned),
+            created_at: mongodb::bson::DateTime::now(),
+            edited_at: None,
+            deleted: false,
+        };
+        let (message, created) = self.messages.insert(doc).await?;
+        let sender = self
+            .profiles(&[user.to_owned()])
+            .await?
+            .remove(user)
+            .unwrap_or_else(|| unknown_profile(user));
+        let snap = snapshot(&message, sender);
+        if created {
+            self.send_limit.record(&limit_key).await;
+            self.chats.touch(chat_id, &message.id).await?;
+            let members = chat.member_ids.clone();
+            self.record(
+                chat_id,
+                rid,
+                |cursors| MessageCreated {
+                    chat_id: chat_id.to_owned(),
+                    member_ids: members.clone(),
+                    message: snap.clone(),
+                    cursors,
+                },
+                Event::MessageCreated,
+            )
+            .await?;
+        }
+        Ok((MessageView::from(&snap), created))
+    }
+
+    pub async fn edit(
+        &self,
+        user: &str,
+        chat_id: &str,
+        message_id: &str,
+        content: &str,
+        rid: &str,
+    ) -> Result<MessageView, ApiError> {
+        check_content(content)?;
+        let chat = self.member_chat(chat_id, user).await?;
+        let existing = self
+            .messages
+            .get(chat_id, message_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        if existing.sender_id != user {
+            return Err(ApiError::Forbidden);
+        }
+        if existing.deleted {
+            return Err(ApiError::Conflict(
+                "a deleted message cannot be edited".into(),
+            ));
+        }
+        let message = self
+            .messages
+            .edit(chat_id, message_id, user, content)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        self.changed(&chat, message, rid, true).await
+    }
+
+    pub async fn delete(
+        &self,
+        user: &str,
+        chat_id: &str,
+        message_id: &str,
+        rid: &str,
+    ) -> Result<MessageView, ApiError> {
+        let chat = self.member_chat(chat_id, user).await?;
+        let existing = self
+            .messages
+            .get(chat_id, message_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        if existing.sender_id != user && !chat.is_admin(user) {
+            return Err(ApiError::Forbidden);
+        }
+        let message = self
+            .messages
+            .delete(chat_id, message_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        self.changed(&chat, message, rid, false).await
+    }
+
+    async fn changed(
+        &self,
+        chat: &ChatDoc,
+        message: MessageDoc,
+        rid: &str,
+        edited: bool,
+    ) -> Result<MessageView, ApiError> {
+        let sender = self
+            .profiles(std::slice::from_ref(&message.sender_id))
+            .await?
+            .remove(&message.sender_id)
+            .unwrap_or_else(|| unknown_profile(&message.sender_id));
+        let snap = snapshot(&message, sender);
+        let members = chat.member_ids.clone();
+        if edited {
+            self.record(
+                &chat.id,
+                rid,
+                |cursors| MessageUpdated {
+                    chat_id: chat.id.clone(),
+                    member_ids: members.clone(),
+                    message: snap.clone(),
+                    cursors,
+                },
+                Event::MessageUpdated,
+            )
+            .await?;
+        } else {
+            self.record(
+                &chat.id,
+                rid,
+                |cursors| MessageDeleted {
+                    chat_id: chat.id.clone(),
+                    member_ids: members.clone(),
+                    message: snap.clone(),
+                    cursors,
+                },
+                Event::MessageDeleted,
+            )
+            .await?;
+        }
+        Ok(MessageView::from(&snap))
+    }
+
+    pub async fn mark_read(
+        &self,
+        user: &str,
+        chat_id: &str,
+        message_id: &str,
+        rid: &str,
+    ) -> Result<(), ApiError> {
+        let chat = self.member_chat(chat_id, user).await?;
+        self.messages
+            .get(chat_id, message_id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        if self.chats.set_read(chat_id, user, message_id).await? {
+            let members = chat.member_ids.clone();
+            self.record(
+                chat_id,
+                rid,
+                |cursors| ReadMarked {
+                    chat_id: chat_id.to_owned(),
+                    user_id: user.to_owned(),
+                    message_id: message_id.to_owned(),
+                    member_ids: members.clone(),
+                    cursors,
+                },
+                Event::ReadMarked,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Live only: published straight to `chat.realtime`, never stored.
+    pub async fn typing(&self, user: &str, chat_id: &str, state: &str) -> Result<(), ApiError> {
+        if state != "start" && state != "stop" {
+            return Err(ApiError::validation("state", "must be start or stop"));
+        }
+        let chat = self.member_chat(chat_id, user).await?;
+        let event = Typing {
+            chat_id: chat_id.to_owned(),
+            user_id: user.to_owned(),
+            state: state.to_owned(),
+            member_ids: chat.member_ids,
+        };
+        if let Err(e) = self
+            .publisher
+            .publish(&Envelope::new(crate::SERVICE, None, event))
+            .await
+        {
+            tracing::debug!(error = %e, "typing not relayed");
+        }
+        Ok(())
+    }
+}

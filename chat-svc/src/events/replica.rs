@@ -1,0 +1,44 @@
+//! `chat-svc.users`: profiles from `user.registered` / `user.updated`, and
+//! revoked sessions from `auth.session.revoked`, into chat-svc's own database.
+
+use broker::consumer::HandlerError;
+use broker::events::DecodedEnvelope;
+use broker::{Event, Handler};
+
+use crate::storage::revocations::Revocations;
+use crate::storage::users::{UserDoc, Users};
+
+pub struct ReplicaHandler {
+    pub users: Users,
+    pub revocations: Revocations,
+}
+
+impl Handler for ReplicaHandler {
+    async fn handle(&self, event: &DecodedEnvelope) -> Result<(), HandlerError> {
+        let result = match &event.data {
+            Event::UserRegistered(u) => {
+                let doc = UserDoc {
+                    id: u.user_id.clone(),
+                    username: u.username.clone(),
+                    display_name: u.display_name.clone(),
+                    avatar_url: u.avatar_url.clone(),
+                    profile_version: u.profile_version,
+                };
+                self.users.upsert(&doc).await
+            }
+            Event::UserUpdated(u) => {
+                let doc = UserDoc {
+                    id: u.user_id.clone(),
+                    username: u.username.clone(),
+                    display_name: u.display_name.clone(),
+                    avatar_url: u.avatar_url.clone(),
+                    profile_version: u.profile_version,
+                };
+                self.users.upsert(&doc).await
+            }
+            Event::SessionRevoked(s) => self.revocations.record(&s.session_id, &s.user_id).await,
+            _ => Ok(()),
+        };
+        result.map_err(|e| HandlerError::Transient(e.into()))
+    }
+}

@@ -1,0 +1,487 @@
+//! One WebSocket connection (protocol in docs/websocket.md): authentication
+//! by header or first frame, then client frames in, events out. Limits:
+//! 64 KiB frames (1009 beyond), a per-connection frame rate, a heartbeat
+//! with an idle timeout, a bounded outbound queue; malformed frames get an
+//! `error` frame and the socket stays open.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use shared::auth::{bearer_token, Claims, TokenVerifier};
+use shared::ApiError;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
+use super::presence::PresenceTracker;
+use crate::domain::service::ChatService;
+use crate::storage::revocations::Revocations;
+use crate::storage::timeline::{cursor_key, Replay, Timeline};
+
+pub const MAX_FRAME: usize = 64 * 1024;
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_EVERY: Duration = Duration::from_secs(15);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Live frames wait this long after `ready` for a `resume`, so a replay
+/// never arrives after newer live frames.
+const RESUME_WINDOW: Duration = Duration::from_millis(1000);
+const FRAMES_PER_SEC: f64 = 10.0;
+const FRAME_BURST: f64 = 30.0;
+
+/// What the WebSocket handler needs.
+#[derive(Clone)]
+pub struct Realtime {
+    pub service: ChatService,
+    pub hub: Arc<Hub>,
+    pub timeline: Timeline,
+    pub presence: PresenceTracker,
+    pub revocations: Revocations,
+    pub allowed_origins: Vec<String>,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum ClientFrame {
+    #[serde(rename = "auth")]
+    Auth { token: String },
+    #[serde(rename = "message.send", rename_all = "camelCase")]
+    Send {
+        chat_id: String,
+        content: String,
+        client_msg_id: Option<String>,
+    },
+    #[serde(rename = "typing", rename_all = "camelCase")]
+    Typing { chat_id: String, state: String },
+    #[serde(rename = "read", rename_all = "camelCase")]
+    Read { chat_id: String, message_id: String },
+    #[serde(rename = "ping")]
+    Ping,
+    #[serde(rename = "resume")]
+    Resume { cursor: String },
+}
+
+/// `GET /ws`: checks the Origin and an optional bearer token, then upgrades.
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    rt: web::Data<Realtime>,
+    verifier: web::Data<TokenVerifier>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| rt.allowed_origins.iter().any(|a| a == o));
+        if !allowed {
+            return Err(ApiError::Forbidden);
+        }
+    }
+    let pre_auth = match bearer_token(&req) {
+        Some(token) => Some(verifier.verify_access(token).await?),
+        None => None,
+    };
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|_| ApiError::BadRequest("expected a WebSocket upgrade".into()))?;
+    let stream = stream
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME);
+    let rt = rt.get_ref().clone();
+    let verifier = verifier.get_ref().clone();
+    actix_web::rt::spawn(async move {
+        Connection::run(rt, verifier, session, stream, pre_auth).await;
+    });
+    Ok(response)
+}
+
+async fn close(session: Session, code: u16, why: &str) {
+    let reason = CloseReason {
+        code: CloseCode::from(code),
+        description: Some(why.to_owned()),
+    };
+    let _ = session.close(Some(reason)).await;
+}
+
+fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> String {
+    let mut f = json!({"type": "error", "code": code, "message": message});
+    if let Some(id) = client_msg_id {
+        f["clientMsgId"] = id.into();
+    }
+    f.to_string()
+}
+
+fn api_error_code(e: &ApiError) -> &'static str {
+    match e {
+        ApiError::NotFound => "not_found",
+        ApiError::Forbidden => "forbidden",
+        ApiError::Unauthorized => "unauthorized",
+        ApiError::Validation(_) | ApiError::BadRequest(_) => "invalid",
+        ApiError::RateLimited { .. } => "rate_limited",
+        ApiError::Conflict(_) => "conflict",
+        ApiError::Unavailable(_) => "unavailable",
+        _ => "internal",
+    }
+}
+
+fn api_error_message(e: &ApiError) -> String {
+    match e {
+        ApiError::Validation(fields) => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApiError::Unexpected(_) => "unexpected error".into(),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CursorOnly {
+    cursor: Option<String>,
+}
+
+struct Connection {
+    rt: Realtime,
+    session: Session,
+    user: String,
+    session_id: String,
+    /// Token bucket for client frames.
+    tokens: f64,
+    refilled: Instant,
+    last_seen: Instant,
+    /// Live frames held during the resume window.
+    held: Option<VecDeque<Arc<str>>>,
+    held_until: Instant,
+    /// After a replay: live frames at or before this cursor were replayed.
+    replayed_up_to: Option<(u64, u64)>,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+impl Connection {
+    async fn authenticate(
+        verifier: &TokenVerifier,
+        session: &mut Session,
+        stream: &mut AggregatedMessageStream,
+    ) -> Option<Claims> {
+        let deadline = tokio::time::sleep(AUTH_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return None,
+                msg = stream.next() => match msg {
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if let Ok(ClientFrame::Auth { token }) = serde_json::from_str::<ClientFrame>(&text) {
+                            return verifier.verify_access(&token).await.ok();
+                        }
+                        let _ = session.text(error_frame("unauthorized", "send {\"type\":\"auth\",\"token\":...} first", None)).await;
+                    }
+                    Some(Ok(AggregatedMessage::Ping(b))) => { let _ = session.pong(&b).await; }
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                },
+            }
+        }
+    }
+
+    async fn run(
+        rt: Realtime,
+        verifier: TokenVerifier,
+        mut session: Session,
+        mut stream: AggregatedMessageStream,
+        pre_auth: Option<Claims>,
+    ) {
+        let claims = match pre_auth {
+            Some(c) => Some(c),
+            None => Self::authenticate(&verifier, &mut session, &mut stream).await,
+        };
+        let Some(claims) = claims else {
+            close(session, 1008, "authentication required").await;
+            return;
+        };
+        let user = claims.sub.clone();
+        let session_id = claims.sid.clone().unwrap_or_default();
+        let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let (conn_id, first) = rt.hub.register(&user, &session_id, tx);
+        if first {
+            let presence = rt.presence.clone();
+            let u = user.clone();
+            actix_web::rt::spawn(async move { presence.connected(&u).await });
+        }
+        let ready = json!({"type": "ready", "userId": user, "sessionId": session_id}).to_string();
+        let mut conn = Connection {
+            rt: rt.clone(),
+            session: session.clone(),
+            user: user.clone(),
+            session_id,
+            tokens: FRAME_BURST,
+            refilled: Instant::now(),
+            last_seen: Instant::now(),
+            held: Some(VecDeque::new()),
+            held_until: Instant::now() + RESUME_WINDOW,
+            replayed_up_to: None,
+        };
+        let outcome = if conn.session.text(ready).await.is_err() {
+            Flow::Close(1000, "closed")
+        } else {
+            conn.serve(&mut rx, &mut stream).await
+        };
+        if rt.hub.unregister(&user, conn_id) {
+            let presence = rt.presence.clone();
+            actix_web::rt::spawn(async move { presence.disconnected(&user).await });
+        }
+        if let Flow::Close(code, why) = outcome {
+            close(session, code, why).await;
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::Receiver<Outbound>,
+        stream: &mut AggregatedMessageStream,
+    ) -> Flow {
+        let mut heartbeat = tokio::time::interval(PING_EVERY);
+        heartbeat.tick().await;
+        let shutdown = self.rt.shutdown.clone();
+        loop {
+            let window = tokio::time::sleep_until(tokio::time::Instant::from_std(self.held_until));
+            let flow = tokio::select! {
+                _ = shutdown.cancelled() => Flow::Close(1001, "server going away"),
+                _ = window, if self.held.is_some() => self.release_held(None).await,
+                out = rx.recv() => match out {
+                    Some(Outbound::Frame(f)) => self.send_live(f).await,
+                    Some(Outbound::Close(code, why)) => Flow::Close(code, why),
+                    None => Flow::Close(1008, "too slow: outbound queue full"),
+                },
+                msg = stream.next() => self.on_message(msg).await,
+                _ = heartbeat.tick() => {
+                    if self.last_seen.elapsed() > IDLE_TIMEOUT {
+                        Flow::Close(1000, "idle timeout")
+                    } else if self.rt.revocations.contains(&self.session_id) {
+                        Flow::Close(1008, "session revoked")
+                    } else if self.session.ping(b"hb").await.is_err() {
+                        Flow::Close(1000, "closed")
+                    } else {
+                        Flow::Continue
+                    }
+                }
+            };
+            if let Flow::Close(..) = flow {
+                return flow;
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: &str) -> Flow {
+        match self.session.text(text.to_owned()).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close(1000, "closed"),
+        }
+    }
+
+    async fn send_live(&mut self, frame: Arc<str>) -> Flow {
+        if let Some(held) = self.held.as_mut() {
+            held.push_back(frame);
+            if held.len() >= OUTBOUND_QUEUE {
+                return Flow::Close(1008, "too slow: outbound queue full");
+            }
+            return Flow::Continue;
+        }
+        if let Some(limit) = self.replayed_up_to {
+            if let Ok(CursorOnly { cursor: Some(c) }) = serde_json::from_str::<CursorOnly>(&frame) {
+                if cursor_key(&c) <= limit {
+                    return Flow::Continue;
+                }
+            }
+        }
+        self.send_text(&frame).await
+    }
+
+    /// Ends the resume window: replays after `cursor` (if any), then the
+    /// held live frames minus what the replay already covered.
+    async fn release_held(&mut self, cursor: Option<String>) -> Flow {
+        let held = self.held.take().unwrap_or_default();
+        if let Some(cursor) = cursor {
+            match self.rt.timeline.after(&self.user, &cursor).await {
+                Replay::Resync => {
+                    if let Flow::Close(c, w) =
+                        self.send_text(&json!({"type": "resync"}).to_string()).await
+                    {
+                        return Flow::Close(c, w);
+                    }
+                }
+                Replay::Frames(frames) => {
+                    for (id, body) in frames {
+                        let mut value: serde_json::Value = match serde_json::from_str(&body) {
+                            Ok(v) => v,
+                            Err(_) => continue,
+                        };
+                        value["cursor"] = id.clone().into();
+                        if let Flow::Close(c, w) = self.send_text(&value.to_string()).await {
+                            return Flow::Close(c, w);
+                        }
+                        self.replayed_up_to = Some(cursor_key(&id));
+                    }
+                }
+            }
+        }
+        for frame in held {
+            if let Flow::Close(c, w) = self.send_live(frame).await {
+                return Flow::Close(c, w);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn take_token(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * FRAMES_PER_SEC).min(FRAME_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    async fn on_message(&mut self, msg: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
+        self.last_seen = Instant::now();
+        match msg {
+            None => Flow::Close(1000, "closed"),
+            Some(Err(ProtocolError::Overflow)) => Flow::Close(1009, "frame too large"),
+            Some(Err(_)) => Flow::Close(1002, "protocol error"),
+            Some(Ok(AggregatedMessage::Close(_))) => Flow::Close(1000, "bye"),
+            Some(Ok(AggregatedMessage::Ping(b))) => match self.session.pong(&b).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Close(1000, "closed"),
+            },
+            Some(Ok(AggregatedMessage::Pong(_))) => Flow::Continue,
+            Some(Ok(AggregatedMessage::Binary(_))) => {
+                self.send_text(&error_frame("invalid", "frames are JSON text", None))
+                    .await
+            }
+            Some(Ok(AggregatedMessage::Text(text))) => {
+                if self.rt.revocations.contains(&self.session_id) {
+                    return Flow::Close(1008, "session revoked");
+                }
+                if !self.take_token() {
+                    return self
+                        .send_text(&error_frame(
+                            "rate_limited",
+                            "too many frames; slow down",
+                            None,
+                        ))
+                        .await;
+                }
+                match serde_json::from_str::<ClientFrame>(&text) {
+                    Ok(frame) => self.on_frame(frame).await,
+                    Err(_) => {
+                        self.send_text(&error_frame("invalid", "malformed or unknown frame", None))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
+        if let ClientFrame::Resume { cursor } = frame {
+            if self.held.is_none() && self.replayed_up_to.is_none() {
+                // Too late for a gap-free replay: the client must refetch.
+                self.held = Some(VecDeque::new());
+                let _ = self.send_text(&json!({"type": "resync"}).to_string()).await;
+                return self.release_held(None).await;
+            }
+            return self.release_held(Some(cursor)).await;
+        }
+        // Any other frame ends the resume window.
+        if self.held.is_some() {
+            if let Flow::Close(c, w) = self.release_held(None).await {
+                return Flow::Close(c, w);
+            }
+        }
+        let rid = uuid::Uuid::now_v7().to_string();
+        let service = self.rt.service.clone();
+        match frame {
+            ClientFrame::Ping => self.send_text(r#"{"type":"pong"}"#).await,
+            ClientFrame::Auth { .. } => {
+                self.send_text(&error_frame("invalid", "already authenticated", None))
+                    .await
+            }
+            ClientFrame::Send {
+                chat_id,
+                content,
+                client_msg_id,
+            } => {
+                match service
+                    .send(
+                        &self.user,
+                        &chat_id,
+                        &content,
+                        client_msg_id.as_deref(),
+                        &rid,
+                    )
+                    .await
+                {
+                    Ok((message, _)) => {
+                        let ack = json!({"type": "ack", "clientMsgId": client_msg_id, "message": message});
+                        self.send_text(&ack.to_string()).await
+                    }
+                    Err(e) => {
+                        self.send_text(&error_frame(
+                            api_error_code(&e),
+                            &api_error_message(&e),
+                            client_msg_id.as_deref(),
+                        ))
+                        .await
+                    }
+                }
+            }
+            ClientFrame::Typing { chat_id, state } => {
+                match service.typing(&self.user, &chat_id, &state).await {
+                    Ok(()) => Flow::Continue,
+                    Err(e) => {
+                        self.send_text(&error_frame(
+                            api_error_code(&e),
+                            &api_error_message(&e),
+                            None,
+                        ))
+                        .await
+                    }
+                }
+            }
+            ClientFrame::Read {
+                chat_id,
+                message_id,
+            } => match service
+                .mark_read(&self.user, &chat_id, &message_id, &rid)
+                .await
+            {
+                Ok(()) => Flow::Continue,
+                Err(e) => {
+                    self.send_text(&error_frame(
+                        api_error_code(&e),
+                        &api_error_message(&e),
+                        None,
+                    ))
+                    .await
+                }
+            },
+            ClientFrame::Resume { .. } => Flow::Continue,
+        }
+    }
+}

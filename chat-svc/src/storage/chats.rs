@@ -1,0 +1,297 @@
+//! Chats (members, admins, activity) and read markers. Every query that
+//! reads a chat for a user filters on membership, so a non-member simply
+//! finds nothing (404).
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared::metrics::Metrics;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub is_group: bool,
+    pub name: Option<String>,
+    pub member_ids: Vec<String>,
+    pub admin_ids: Vec<String>,
+    /// `direct:<a>:<b>` (sorted ids) for 1:1 chats, `group:<id>` otherwise;
+    /// unique, so one pair gets one chat even under racing requests.
+    pub pair_key: String,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
+    pub last_activity_at: DateTime,
+    pub latest_message_id: Option<String>,
+    /// Increases with every change; events carry it.
+    pub version: i64,
+}
+
+impl ChatDoc {
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admin_ids.iter().any(|a| a == user)
+    }
+
+    pub fn snapshot(&self) -> broker::events::chat::ChatSnapshot {
+        broker::events::chat::ChatSnapshot {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            member_ids: self.member_ids.clone(),
+            admin_ids: self.admin_ids.clone(),
+            is_group: self.is_group,
+            version: self.version,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Chats {
+    chats: Collection<ChatDoc>,
+    markers: Collection<Document>,
+    metrics: Metrics,
+}
+
+pub fn direct_key(a: &str, b: &str) -> String {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    format!("direct:{x}:{y}")
+}
+
+impl Chats {
+    pub fn new(db: &Database, metrics: Metrics) -> Self {
+        Self {
+            chats: db.collection("chats"),
+            markers: db.collection("read_markers"),
+            metrics,
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.chats
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "pairKey": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+        self.chats
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "memberIds": 1, "lastActivityAt": -1 })
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The one chat of a pair: `(chat, created)`.
+    pub async fn get_or_create_direct(
+        &self,
+        a: &str,
+        b: &str,
+        new_id: String,
+    ) -> Result<(ChatDoc, bool), mongodb::error::Error> {
+        let key = direct_key(a, b);
+        self.metrics.db("chats", "find");
+        if let Some(chat) = self.chats.find_one(doc! { "pairKey": &key }).await? {
+            return Ok((chat, false));
+        }
+        let now = DateTime::now();
+        let mut members = vec![a.to_owned(), b.to_owned()];
+        members.dedup();
+        let chat = ChatDoc {
+            id: new_id,
+            is_group: false,
+            name: None,
+            member_ids: members.clone(),
+            admin_ids: members,
+            pair_key: key.clone(),
+            created_at: now,
+            updated_at: now,
+            last_activity_at: now,
+            latest_message_id: None,
+            version: 1,
+        };
+        self.metrics.db("chats", "insert");
+        match self.chats.insert_one(&chat).await {
+            Ok(_) => Ok((chat, true)),
+            Err(e) if broker::outbox::is_duplicate_key(&e) => {
+                let existing = self.chats.find_one(doc! { "pairKey": &key }).await?;
+                existing.map(|c| (c, false)).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn create_group(
+        &self,
+        id: String,
+        name: String,
+        creator: &str,
+        mut members: Vec<String>,
+    ) -> Result<ChatDoc, mongodb::error::Error> {
+        if !members.iter().any(|m| m == creator) {
+            members.insert(0, creator.to_owned());
+        }
+        let now = DateTime::now();
+        let chat = ChatDoc {
+            pair_key: format!("group:{id}"),
+            id,
+            is_group: true,
+            name: Some(name),
+            member_ids: members,
+            admin_ids: vec![creator.to_owned()],
+            created_at: now,
+            updated_at: now,
+            last_activity_at: now,
+            latest_message_id: None,
+            version: 1,
+        };
+        self.metrics.db("chats", "insert");
+        self.chats.insert_one(&chat).await?;
+        Ok(chat)
+    }
+
+    /// The chat, if `user` is a member.
+    pub async fn get_for_member(
+        &self,
+        chat_id: &str,
+        user: &str,
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.metrics.db("chats", "find");
+        self.chats
+            .find_one(doc! { "_id": chat_id, "memberIds": user })
+            .await
+    }
+
+    pub async fn list_for_user(&self, user: &str) -> Result<Vec<ChatDoc>, mongodb::error::Error> {
+        self.metrics.db("chats", "find");
+        self.chats
+            .find(doc! { "memberIds": user })
+            .sort(doc! { "lastActivityAt": -1 })
+            .limit(500)
+            .await?
+            .try_collect()
+            .await
+    }
+
+    async fn update(
+        &self,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.metrics.db("chats", "update");
+        self.chats
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await
+    }
+
+    pub async fn rename(
+        &self,
+        chat_id: &str,
+        name: &str,
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.update(
+            doc! { "_id": chat_id, "isGroup": true },
+            doc! { "$set": { "name": name, "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
+        )
+        .await
+    }
+
+    pub async fn add_member(
+        &self,
+        chat_id: &str,
+        user: &str,
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.update(
+            doc! { "_id": chat_id, "isGroup": true, "memberIds.255": { "$exists": false } },
+            doc! { "$addToSet": { "memberIds": user }, "$set": { "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
+        )
+        .await
+    }
+
+    pub async fn remove_member(
+        &self,
+        chat_id: &str,
+        user: &str,
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.update(
+            doc! { "_id": chat_id, "isGroup": true, "memberIds": user },
+            doc! { "$pull": { "memberIds": user, "adminIds": user }, "$set": { "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
+        )
+        .await
+    }
+
+    /// Records the latest message (for ordering the chat list).
+    pub async fn touch(
+        &self,
+        chat_id: &str,
+        message_id: &str,
+    ) -> Result<(), mongodb::error::Error> {
+        self.metrics.db("chats", "update");
+        self.chats
+            .update_one(
+                doc! { "_id": chat_id },
+                doc! { "$set": { "lastActivityAt": DateTime::now(), "latestMessageId": message_id } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn marker_key(chat_id: &str, user: &str) -> String {
+        format!("{chat_id}:{user}")
+    }
+
+    /// Moves the read marker forward only (ids are time-ordered).
+    pub async fn set_read(
+        &self,
+        chat_id: &str,
+        user: &str,
+        message_id: &str,
+    ) -> Result<bool, mongodb::error::Error> {
+        self.metrics.db("read_markers", "update");
+        let key = Self::marker_key(chat_id, user);
+        let result = self
+            .markers
+            .update_one(
+                doc! { "_id": &key, "messageId": { "$lt": message_id } },
+                doc! { "$set": { "messageId": message_id, "chatId": chat_id, "userId": user, "at": DateTime::now() } },
+            )
+            .upsert(true)
+            .await;
+        match result {
+            Ok(r) => Ok(r.modified_count == 1 || r.upserted_id.is_some()),
+            Err(e) if broker::outbox::is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn read_marker(
+        &self,
+        chat_id: &str,
+        user: &str,
+    ) -> Result<Option<String>, mongodb::error::Error> {
+        self.metrics.db("read_markers", "find");
+        let doc = self
+            .markers
+            .find_one(doc! { "_id": Self::marker_key(chat_id, user) })
+            .await?;
+        Ok(doc.and_then(|d| d.get_str("messageId").ok().map(str::to_owned)))
+    }
+
+    /// Ids of users sharing a chat with `user` (presence recipients).
+    pub async fn contacts(&self, user: &str) -> Result<Vec<String>, mongodb::error::Error> {
+        let chats = self.list_for_user(user).await?;
+        let mut ids: Vec<String> = chats
+            .into_iter()
+            .flat_map(|c| c.member_ids)
+            .filter(|m| m != user)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}

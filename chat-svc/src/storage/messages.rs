@@ -1,0 +1,182 @@
+//! Messages. Ids are UUID v7 (time-ordered), so "newest first" and "before
+//! <id>" are index scans. A send with a `clientMsgId` is idempotent per
+//! (chat, sender, clientMsgId) through a unique key, also across instances.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared::metrics::Metrics;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageDoc {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub chat_id: String,
+    pub sender_id: String,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    /// `chat:sender:clientMsgId`, or the id itself when there is none.
+    pub idem_key: String,
+    pub created_at: DateTime,
+    pub edited_at: Option<DateTime>,
+    pub deleted: bool,
+}
+
+#[derive(Clone)]
+pub struct Messages {
+    coll: Collection<MessageDoc>,
+    metrics: Metrics,
+}
+
+impl Messages {
+    pub fn new(db: &Database, metrics: Metrics) -> Self {
+        Self {
+            coll: db.collection("messages"),
+            metrics,
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.coll
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "chatId": 1, "_id": -1 })
+                    .build(),
+            )
+            .await?;
+        self.coll
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "idemKey": 1 })
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub fn idem_key(chat_id: &str, sender: &str, client_msg_id: Option<&str>, id: &str) -> String {
+        match client_msg_id {
+            Some(c) => format!("{chat_id}:{sender}:{c}"),
+            None => id.to_owned(),
+        }
+    }
+
+    /// `(message, created)`: an earlier message with the same key wins.
+    pub async fn insert(
+        &self,
+        msg: MessageDoc,
+    ) -> Result<(MessageDoc, bool), mongodb::error::Error> {
+        self.metrics.db("messages", "insert");
+        match self.coll.insert_one(&msg).await {
+            Ok(_) => Ok((msg, true)),
+            Err(e) if broker::outbox::is_duplicate_key(&e) => {
+                self.metrics.db("messages", "find");
+                let existing = self
+                    .coll
+                    .find_one(doc! { "idemKey": &msg.idem_key })
+                    .await?;
+                existing.map(|m| (m, false)).ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Newest first, before `before` if given; `(page, has_more)`.
+    pub async fn page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<MessageDoc>, bool), mongodb::error::Error> {
+        let mut filter = doc! { "chatId": chat_id };
+        if let Some(b) = before {
+            filter.insert("_id", doc! { "$lt": b });
+        }
+        self.metrics.db("messages", "find");
+        let mut page: Vec<MessageDoc> = self
+            .coll
+            .find(filter)
+            .sort(doc! { "_id": -1 })
+            .limit(limit + 1)
+            .await?
+            .try_collect()
+            .await?;
+        let has_more = page.len() as i64 > limit;
+        page.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok((page, has_more))
+    }
+
+    pub async fn get(
+        &self,
+        chat_id: &str,
+        id: &str,
+    ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
+        self.metrics.db("messages", "find");
+        self.coll
+            .find_one(doc! { "_id": id, "chatId": chat_id })
+            .await
+    }
+
+    pub async fn by_ids(&self, ids: &[String]) -> Result<Vec<MessageDoc>, mongodb::error::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.metrics.db("messages", "find");
+        self.coll
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await
+    }
+
+    pub async fn edit(
+        &self,
+        chat_id: &str,
+        id: &str,
+        sender: &str,
+        content: &str,
+    ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
+        self.metrics.db("messages", "update");
+        self.coll
+            .find_one_and_update(
+                doc! { "_id": id, "chatId": chat_id, "senderId": sender, "deleted": false },
+                doc! { "$set": { "content": content, "editedAt": DateTime::now() } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+    }
+
+    pub async fn delete(
+        &self,
+        chat_id: &str,
+        id: &str,
+    ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
+        self.metrics.db("messages", "update");
+        self.coll
+            .find_one_and_update(
+                doc! { "_id": id, "chatId": chat_id },
+                doc! { "$set": { "content": "", "deleted": true } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+    }
+
+    /// Messages from others after the marker.
+    pub async fn unread_count(
+        &self,
+        chat_id: &str,
+        user: &str,
+        after: Option<&str>,
+    ) -> Result<u64, mongodb::error::Error> {
+        let mut filter = doc! { "chatId": chat_id, "senderId": { "$ne": user }, "deleted": false };
+        if let Some(a) = after {
+            filter.insert("_id", doc! { "$gt": a });
+        }
+        self.metrics.db("messages", "count");
+        self.coll.count_documents(filter).await
+    }
+}

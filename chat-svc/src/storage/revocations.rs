@@ -1,0 +1,119 @@
+//! Sessions revoked at auth-svc. The durable consumer records each one in
+//! MongoDB; every instance keeps the recent ones in memory (loaded at start,
+//! fed by its fan-out queue, and polled from MongoDB every 2 s to cover
+//! anything the fan-out missed), so checking a token costs no I/O and a
+//! revocation takes effect within seconds even without Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::{Collection, Database};
+use shared::auth::RevocationCheck;
+use shared::metrics::Metrics;
+use shared::ApiError;
+use tokio_util::sync::CancellationToken;
+
+/// Access tokens live 15 minutes; older revocations cannot matter.
+const HORIZON: Duration = Duration::from_secs(20 * 60);
+
+#[derive(Clone)]
+pub struct Revocations {
+    coll: Collection<Document>,
+    revoked: Arc<RwLock<HashMap<String, DateTime>>>,
+    metrics: Metrics,
+}
+
+impl Revocations {
+    pub fn new(db: &Database, metrics: Metrics) -> Self {
+        Self {
+            coll: db.collection("revoked_sessions"),
+            revoked: Arc::new(RwLock::new(HashMap::new())),
+            metrics,
+        }
+    }
+
+    /// Durable record (from the `chat-svc.users` consumer), idempotent.
+    pub async fn record(
+        &self,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<(), mongodb::error::Error> {
+        self.metrics.db("revoked_sessions", "update");
+        self.coll
+            .update_one(
+                doc! { "_id": session_id },
+                doc! { "$setOnInsert": { "userId": user_id, "at": DateTime::now() } },
+            )
+            .upsert(true)
+            .await?;
+        self.remember(session_id);
+        Ok(())
+    }
+
+    /// In memory only (from the fan-out queue).
+    pub fn remember(&self, session_id: &str) {
+        if let Ok(mut map) = self.revoked.write() {
+            map.insert(session_id.to_owned(), DateTime::now());
+        }
+    }
+
+    pub fn contains(&self, session_id: &str) -> bool {
+        self.revoked
+            .read()
+            .map(|m| m.contains_key(session_id))
+            .unwrap_or(false)
+    }
+
+    async fn load_since(&self, since: DateTime) -> Result<DateTime, mongodb::error::Error> {
+        self.metrics.db("revoked_sessions", "find");
+        let docs: Vec<Document> = self
+            .coll
+            .find(doc! { "at": { "$gte": since } })
+            .await?
+            .try_collect()
+            .await?;
+        let mut latest = since;
+        if let Ok(mut map) = self.revoked.write() {
+            for d in docs {
+                if let (Ok(id), Ok(at)) = (d.get_str("_id"), d.get_datetime("at")) {
+                    map.insert(id.to_owned(), *at);
+                    if *at > latest {
+                        latest = *at;
+                    }
+                }
+            }
+            let cutoff = DateTime::from_millis(
+                DateTime::now().timestamp_millis() - HORIZON.as_millis() as i64,
+            );
+            map.retain(|_, at| *at >= cutoff);
+        }
+        Ok(latest)
+    }
+
+    /// Loads recent revocations, then polls for new ones until shutdown.
+    pub async fn run_sync(self, shutdown: CancellationToken) {
+        let mut since =
+            DateTime::from_millis(DateTime::now().timestamp_millis() - HORIZON.as_millis() as i64);
+        loop {
+            match self.load_since(since).await {
+                // Re-read a little overlap: clocks of writers differ slightly.
+                Ok(latest) => since = DateTime::from_millis(latest.timestamp_millis() - 5_000),
+                Err(e) => tracing::debug!(error = %e, "revocation poll failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+}
+
+impl RevocationCheck for Revocations {
+    fn is_revoked<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(async move { Ok(self.contains(session_id)) })
+    }
+}
