@@ -46,6 +46,10 @@ impl Infra {
                 prefix: &common.amqp_prefix,
                 instance_id: &common.instance_id,
                 producer: service,
+                queue_type: crate::topology::QueueType::parse(&common.amqp_queue_type)
+                    .unwrap_or_default(),
+                queue_expires: (common.amqp_queue_expires_secs > 0)
+                    .then(|| std::time::Duration::from_secs(common.amqp_queue_expires_secs)),
             },
             metrics.clone(),
             &shutdown,

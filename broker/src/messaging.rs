@@ -23,6 +23,8 @@ pub struct MessagingConfig<'a> {
     pub prefix: &'a str,
     pub instance_id: &'a str,
     pub producer: &'a str,
+    pub queue_type: crate::topology::QueueType,
+    pub queue_expires: Option<std::time::Duration>,
 }
 
 impl Messaging {
@@ -36,7 +38,7 @@ impl Messaging {
     ) -> (Self, Vec<JoinHandle<()>>) {
         let broker = Broker::new(
             config.amqp_url,
-            Topology::new(config.prefix),
+            Topology::new(config.prefix).with_queues(config.queue_type, config.queue_expires),
             config.instance_id,
         );
         let publisher = Publisher::new(broker.clone(), metrics.clone());

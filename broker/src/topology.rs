@@ -87,11 +87,34 @@ pub const FANOUT_BINDINGS: &[(Exchange, &str)] = &[
 /// itself (a consumer that crashes on it every time).
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// The kind of the durable queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// Replicated, with a delivery limit (production).
+    #[default]
+    Quorum,
+    /// Lighter; what the tests use, since each test declares its own set.
+    Classic,
+}
+
+impl QueueType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "quorum" => Some(Self::Quorum),
+            "classic" => Some(Self::Classic),
+            _ => None,
+        }
+    }
+}
+
 /// Names with a prefix (empty in production, unique per test) and the
 /// declarations.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     prefix: String,
+    queue_type: QueueType,
+    /// Delete durable queues unused this long (tests clean up after themselves).
+    expires: Option<Duration>,
 }
 
 fn s(v: &str) -> AMQPValue {
@@ -102,7 +125,33 @@ impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            ..Self::default()
         }
+    }
+
+    pub fn with_queues(mut self, queue_type: QueueType, expires: Option<Duration>) -> Self {
+        self.queue_type = queue_type;
+        self.expires = expires;
+        self
+    }
+
+    /// Arguments every durable queue of this topology gets.
+    fn base_args(&self, with_delivery_limit: bool) -> FieldTable {
+        let mut args = FieldTable::default();
+        if self.queue_type == QueueType::Quorum {
+            args.insert(ShortString::from("x-queue-type"), s("quorum"));
+            if with_delivery_limit {
+                args.insert(
+                    ShortString::from("x-delivery-limit"),
+                    AMQPValue::LongLongInt(DELIVERY_LIMIT),
+                );
+            }
+        }
+        if let Some(expires) = self.expires {
+            let ms = i64::try_from(expires.as_millis()).unwrap_or(i64::MAX);
+            args.insert(ShortString::from("x-expires"), AMQPValue::LongLongInt(ms));
+        }
+        args
     }
 
     pub fn prefix(&self) -> &str {
@@ -162,16 +211,11 @@ impl Topology {
             durable: true,
             ..Default::default()
         };
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(ShortString::from("x-queue-type"), s("quorum"));
-        channel.queue_declare(&dead, durable, dead_args).await?;
+        channel
+            .queue_declare(&dead, durable, self.base_args(false))
+            .await?;
 
-        let mut args = FieldTable::default();
-        args.insert(ShortString::from("x-queue-type"), s("quorum"));
-        args.insert(
-            ShortString::from("x-delivery-limit"),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
-        );
+        let mut args = self.base_args(true);
         args.insert(ShortString::from("x-dead-letter-exchange"), s(""));
         args.insert(ShortString::from("x-dead-letter-routing-key"), s(&dead));
         channel.queue_declare(&queue, durable, args).await?;
@@ -197,7 +241,7 @@ impl Topology {
         delay: Duration,
     ) -> lapin::Result<String> {
         let name = Self::retry_queue(queue, delay);
-        let mut args = FieldTable::default();
+        let mut args = self.base_args(false);
         let ttl = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         args.insert(
             ShortString::from("x-message-ttl"),

@@ -41,6 +41,10 @@ pub struct CommonConfig {
     /// Prefix of every exchange and queue name (empty in production; unique per test).
     #[serde(default)]
     pub amqp_prefix: String,
+    /// `quorum` (production) or `classic` (tests: lighter).
+    pub amqp_queue_type: String,
+    /// Durable queues unused this long are deleted (0: never; tests set it).
+    pub amqp_queue_expires_secs: u64,
     /// Distinguishes instances of one service (per-instance queues, logs).
     pub instance_id: String,
     /// Origins allowed for CORS and WebSocket upgrades.
@@ -69,6 +73,8 @@ pub const COMMON_KEYS: &[&str] = &[
     "redis_prefix",
     "amqp_url",
     "amqp_prefix",
+    "amqp_queue_type",
+    "amqp_queue_expires_secs",
     "instance_id",
     "allowed_origins",
     "trusted_proxies",
@@ -90,6 +96,8 @@ pub fn common_defaults(service: &str, port: u16) -> serde_json::Value {
         "redis_prefix": format!("{service}:"),
         "amqp_url": "amqp://guest:guest@127.0.0.1:5672/%2f",
         "amqp_prefix": "",
+        "amqp_queue_type": "quorum",
+        "amqp_queue_expires_secs": 0,
         "instance_id": format!("{service}-{}", std::process::id()),
         "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
         "trusted_proxies": ["127.0.0.1"],
@@ -148,6 +156,12 @@ impl CommonConfig {
             &["redis", "rediss", "redis+unix"],
         )?;
         scheme("amqp_url", &self.amqp_url, &["amqp", "amqps"])?;
+        if !matches!(self.amqp_queue_type.as_str(), "quorum" | "classic") {
+            return Err(ConfigError::key(
+                "amqp_queue_type",
+                "must be quorum or classic",
+            ));
+        }
         if self.mongodb_database.is_empty()
             || self
                 .mongodb_database

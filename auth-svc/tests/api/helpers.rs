@@ -49,6 +49,8 @@ pub async fn spawn_app_with(extra: Value) -> TestApp {
         "jwt_private_key_file": format!("{keys}/jwt-private.pem"),
         "totp_encryption_key_file": format!("{keys}/totp-encryption.key"),
         "shutdown_timeout_secs": 2,
+        "amqp_queue_type": "classic",
+        "amqp_queue_expires_secs": 600,
         // Tests log in a lot from one address; the IP limits have their own test.
         "login_per_minute_per_ip": 1000,
         "register_per_hour_per_ip": 1000,

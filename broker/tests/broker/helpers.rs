@@ -28,6 +28,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        // Logs show up with `--nocapture` and RUST_LOG.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("test-{}.", &id[..12]);
         let uri = secrecy::SecretString::from(mongo_url());
@@ -45,7 +50,10 @@ impl TestEnv {
     pub fn broker(&self) -> Broker {
         Broker::new(
             &amqp_url(),
-            Topology::new(self.prefix.clone()),
+            Topology::new(self.prefix.clone()).with_queues(
+                broker::topology::QueueType::Classic,
+                Some(std::time::Duration::from_secs(600)),
+            ),
             "broker-tests",
         )
     }

@@ -35,7 +35,7 @@ pub struct ChatService {
 /// Result of removing a member.
 pub enum Removal {
     /// An admin removed someone: the chat as it is now.
-    Removed(ChatView),
+    Removed(Box<ChatView>),
     /// The caller left.
     Left,
 }
@@ -197,11 +197,11 @@ impl ChatService {
         other: &str,
         rid: &str,
     ) -> Result<(ChatView, bool), ApiError> {
-        if user == other {
-            return Err(ApiError::validation("userId", "must be another user"));
-        }
         if !self.users.exists(other).await? {
             return Err(ApiError::validation("userId", "no such user"));
+        }
+        if user == other {
+            return Err(ApiError::validation("userId", "must be another user"));
         }
         let (chat, created) = self
             .chats
@@ -382,7 +382,7 @@ impl ChatService {
         if leaving {
             Ok(Removal::Left)
         } else {
-            Ok(Removal::Removed(self.view(&after, user).await?))
+            Ok(Removal::Removed(Box::new(self.view(&after, user).await?)))
         }
     }
 

@@ -1,21 +1,11 @@
-use crate::helpers::spawn_app;
-
-#[tokio::test]
-async fn the_service_is_ready_when_its_dependencies_answer() {
-    let app = spawn_app().await;
-    let body = app.wait_ready().await;
-    assert_eq!(body["status"], "ok", "{body}");
-    assert_eq!(body["checks"]["mongodb"], "ok");
-    assert_eq!(body["checks"]["redis"], "ok");
-    assert_eq!(body["checks"]["rabbitmq"], "ok");
-}
+use crate::helpers::spawn;
 
 #[tokio::test]
 async fn unknown_routes_get_a_problem_with_every_security_header() {
-    let app = spawn_app().await;
-    let resp = app
+    let chat = spawn(1).await;
+    let resp = chat
         .client
-        .get(app.url("/api/nothing-here"))
+        .get(chat.url(0, "/api/nothing-here"))
         .send()
         .await
         .unwrap();
@@ -23,5 +13,32 @@ async fn unknown_routes_get_a_problem_with_every_security_header() {
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     for (name, value) in shared::http::SECURITY_HEADERS {
         assert_eq!(resp.headers()[*name], *value, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_rest_endpoints() {
+    let chat = spawn(1).await;
+    let doc: serde_json::Value = chat
+        .client
+        .get(chat.url(0, "/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/chat",
+        "/api/chat/group",
+        "/api/chat/{id}",
+        "/api/chat/{id}/members",
+        "/api/chat/{id}/members/{userId}",
+        "/api/chat/{id}/messages",
+        "/api/chat/{id}/messages/{messageId}",
+        "/api/chat/{id}/read",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
     }
 }

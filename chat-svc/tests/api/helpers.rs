@@ -1,15 +1,22 @@
-//! Starts the real chat-svc on port 0 against the real servers, with a fresh
-//! database, Redis prefix and RabbitMQ name prefix per test.
+//! Starts real chat-svc instances on port 0 against the real servers, with a
+//! fresh database, Redis prefix and RabbitMQ name prefix per test (shared by
+//! the instances of one test, as in production). Users come into being the
+//! way they do in production: a `user.registered` event on `auth.events`.
 
+use std::time::Duration;
+
+use broker::events::auth::{SessionRevoked, UserRegistered, UserUpdated};
+use broker::{Broker, Envelope, EventPayload, Publisher, Topology};
 use chat_svc::config::Config;
 use chat_svc::startup::Application;
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use shared::auth::{Claims, TokenType};
+use shared::metrics::Metrics;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    pub shutdown: CancellationToken,
-}
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_owned())
@@ -20,59 +27,335 @@ fn keys_dir() -> String {
         .unwrap_or_else(|_| format!("{}/../.dev/keys", env!("CARGO_MANIFEST_DIR")))
 }
 
-pub async fn spawn_app() -> TestApp {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let keys = keys_dir();
-    let config = Config::load_with(serde_json::json!({
-        "http_port": 0,
-        "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
-        "mongodb_database": format!("chat_test_{id}"),
-        "redis_url": env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
-        "redis_prefix": format!("test-{id}:"),
-        "amqp_url": env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-        "amqp_prefix": format!("test-{id}."),
-        "instance_id": format!("chat-test-{id}"),
-        "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
-        "shutdown_timeout_secs": 2,
-    }))
-    .expect("test config is valid");
-    let app = Application::build(config).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let shutdown = app.shutdown_token();
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        shutdown,
-    }
+pub struct Instance {
+    pub address: String,
+    pub shutdown: CancellationToken,
 }
 
-impl TestApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
-    }
-
-    /// Waits until MongoDB, Redis and RabbitMQ all answer.
-    pub async fn wait_ready(&self) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let resp = self
-                .client
-                .get(self.url("/health/ready"))
-                .send()
-                .await
-                .expect("reachable");
-            let body: serde_json::Value = resp.json().await.expect("json");
-            if body["status"] == "ok" || tokio::time::Instant::now() > deadline {
-                return body;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for TestApp {
+impl Drop for Instance {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// One test's system: its instances and the auth events it can publish.
+pub struct TestChat {
+    pub instances: Vec<Instance>,
+    pub client: reqwest::Client,
+    publisher: Publisher,
+    key: EncodingKey,
+}
+
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub session: String,
+    pub token: String,
+}
+
+pub async fn spawn(instances: usize) -> TestChat {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let keys = keys_dir();
+    let amqp = env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+    let mut started = Vec::new();
+    for n in 0..instances {
+        let config = Config::load_with(json!({
+            "http_port": 0,
+            "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
+            "mongodb_database": format!("chat_test_{id}"),
+            "redis_url": env_or("TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+            "redis_prefix": format!("test-{id}:"),
+            "amqp_url": amqp,
+            "amqp_prefix": format!("test-{id}."),
+            "instance_id": format!("chat-test-{id}-{n}"),
+            "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
+            "shutdown_timeout_secs": 2,
+        "amqp_queue_type": "classic",
+        "amqp_queue_expires_secs": 600,
+        }))
+        .expect("test config is valid");
+        let app = Application::build(config).await.expect("app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let shutdown = app.shutdown_token();
+        tokio::spawn(app.run_until_stopped());
+        started.push(Instance { address, shutdown });
+    }
+    let topology = Topology::new(format!("test-{id}.")).with_queues(
+        broker::topology::QueueType::Classic,
+        Some(Duration::from_secs(600)),
+    );
+    let broker = Broker::new(&amqp, topology, "chat-tests");
+    let pem = std::fs::read(format!("{keys}/jwt-private.pem")).expect("dev private key");
+    let chat = TestChat {
+        instances: started,
+        client: reqwest::Client::new(),
+        publisher: Publisher::new(broker, Metrics::new("chat-tests")),
+        key: EncodingKey::from_ed_pem(&pem).expect("Ed25519 key"),
+    };
+    for i in 0..instances {
+        chat.wait_ready(i).await;
+    }
+    chat
+}
+
+impl TestChat {
+    pub fn url(&self, instance: usize, path: &str) -> String {
+        format!("{}{}", self.instances[instance].address, path)
+    }
+
+    async fn wait_ready(&self, instance: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(self.url(instance, "/health/ready"))
+                .send()
+                .await
+            {
+                if r.json::<Value>()
+                    .await
+                    .map(|b| b["status"] == "ok")
+                    .unwrap_or(false)
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "instance {instance} not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn publish<E: EventPayload>(&self, event: E) {
+        let envelope = Envelope::new("auth-svc", None, event);
+        for _ in 0..50 {
+            if self.publisher.publish(&envelope).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not publish {}", E::TYPE);
+    }
+
+    pub fn token(&self, user_id: &str, session: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            sid: Some(session.to_owned()),
+            iss: "auth-svc".into(),
+            aud: "chat-app".into(),
+            exp: now + 900,
+            nbf: now - 1,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            typ: TokenType::Access,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("dev-1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("sign")
+    }
+
+    /// A user known to chat-svc (registered through the event).
+    pub async fn user(&self, name: &str) -> User {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.publish(UserRegistered {
+            user_id: id.clone(),
+            username: name.to_owned(),
+            display_name: name.to_uppercase(),
+            avatar_url: None,
+            email: format!("{name}@example.com"),
+            profile_version: 1,
+        })
+        .await;
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        let token = self.token(&id, &session);
+        let user = User {
+            id,
+            username: name.to_owned(),
+            session,
+            token,
+        };
+        // Known once a direct chat with oneself is refused for the right reason.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = self
+                .post(0, "/api/chat", &user, json!({"userId": user.id}))
+                .await;
+            let body: Value = r.json().await.unwrap_or_default();
+            if body["errors"][0]["message"] == "must be another user" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "user {name} never replicated"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        user
+    }
+
+    pub async fn rename_user(&self, user: &User, display_name: &str, version: i64) {
+        self.publish(UserUpdated {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            display_name: display_name.to_owned(),
+            avatar_url: None,
+            email: format!("{}@example.com", user.username),
+            profile_version: version,
+        })
+        .await;
+    }
+
+    pub async fn revoke(&self, user: &User) {
+        self.publish(SessionRevoked {
+            user_id: user.id.clone(),
+            session_id: user.session.clone(),
+            reason: "logout".into(),
+        })
+        .await;
+    }
+
+    pub async fn post(
+        &self,
+        instance: usize,
+        path: &str,
+        user: &User,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(instance, path))
+            .bearer_auth(&user.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn get(&self, instance: usize, path: &str, user: &User) -> reqwest::Response {
+        self.client
+            .get(self.url(instance, path))
+            .bearer_auth(&user.token)
+            .send()
+            .await
+            .expect("sent")
+    }
+
+    pub async fn group(&self, owner: &User, name: &str, members: &[&User]) -> String {
+        let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+        let r = self
+            .post(
+                0,
+                "/api/chat/group",
+                owner,
+                json!({"name": name, "memberIds": ids}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn send(&self, instance: usize, user: &User, chat: &str, content: &str) -> Value {
+        let r = self
+            .post(
+                instance,
+                &format!("/api/chat/{chat}/messages"),
+                user,
+                json!({"content": content}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "send");
+        r.json().await.unwrap()
+    }
+
+    /// A socket authenticated by header, after its `ready` frame.
+    pub async fn socket(&self, instance: usize, user: &User) -> Socket {
+        let url = self.url(instance, "/ws").replacen("http", "ws", 1);
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", user.token).parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
+        let mut socket = Socket { ws };
+        let ready = socket.next_frame().await.expect("ready frame");
+        assert_eq!(ready["type"], "ready");
+        assert_eq!(ready["userId"], user.id.as_str());
+        socket
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Socket {
+    pub ws: Ws,
+}
+
+impl Socket {
+    /// The next JSON frame within 5 s (`None` on close or timeout).
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        self.next_frame_within(Duration::from_secs(5)).await
+    }
+
+    pub async fn next_frame_within(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next frame of one type within 5 s, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let f = self.next_frame_within(left).await?;
+            if f["type"] == kind {
+                return Some(f);
+            }
+        }
+    }
+
+    /// Frames of one type until `wait` passes with nothing more.
+    pub async fn collect(&mut self, kind: &str, wait: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(f) = self.next_frame_within(wait).await {
+            if f["type"] == kind {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send frame");
+    }
+
+    /// The close code the server sent, waiting up to `wait`.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                _ => return None,
+            }
+        }
     }
 }

@@ -1,5 +1,11 @@
-//! chat-svc's HTTP API against the real servers.
-#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+//! chat-svc against the real servers, with two instances where it matters.
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; a panic is the assertion"
+)]
 
+mod chats;
 mod health;
 mod helpers;
+mod realtime;

@@ -37,6 +37,8 @@ pub async fn spawn_app() -> TestApp {
         "vapid_private_key_file": format!("{keys}/vapid-private.pem"),
         "dev_allow_loopback_push": true,
         "shutdown_timeout_secs": 2,
+        "amqp_queue_type": "classic",
+        "amqp_queue_expires_secs": 600,
     }))
     .expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
