@@ -13,6 +13,7 @@ pub struct NotifySettings {
     /// PEM of the VAPID P-256 private key (RFC 8292).
     pub vapid_private_key_file: PathBuf,
     /// Lets push subscriptions point at http://127.0.0.1 (dev stack only).
+    #[serde(deserialize_with = "shared::config::flag")]
     pub dev_allow_loopback_push: bool,
 }
 

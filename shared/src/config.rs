@@ -206,6 +206,25 @@ impl CommonConfig {
     }
 }
 
+/// Accepts `true`/`false`, `1`/`0` and their string forms (`DEV_X=1`).
+pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(u64),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Int(0) => Ok(false),
+        Flag::Int(1) => Ok(true),
+        Flag::Text(t) if matches!(t.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Flag::Text(t) if matches!(t.as_str(), "0" | "false" | "no" | "off" | "") => Ok(false),
+        _ => Err(serde::de::Error::custom("expected true/false or 1/0")),
+    }
+}
+
 /// Accepts `["a", "b"]` from TOML or `a,b` from an environment variable.
 pub fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -248,6 +267,22 @@ mod tests {
         let c: CommonConfig =
             extract(&sources(common_defaults("auth-svc", 8081), COMMON_KEYS)).unwrap();
         assert_eq!(c.amqp_prefix, "from-env.");
+    }
+
+    #[test]
+    fn flags_accept_one_and_zero() {
+        #[derive(Deserialize)]
+        struct F {
+            #[serde(deserialize_with = "flag")]
+            f: bool,
+        }
+        let parse = |v: serde_json::Value| {
+            serde_json::from_value::<F>(serde_json::json!({ "f": v })).map(|x| x.f)
+        };
+        assert!(parse(1.into()).unwrap());
+        assert!(!parse("0".into()).unwrap());
+        assert!(parse(true.into()).unwrap());
+        assert!(parse(2.into()).is_err());
     }
 
     #[test]
