@@ -7,7 +7,8 @@ use shared::server::Running;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::routes;
+use crate::routes::{self, AppState};
+use crate::storage::preferences::PreferencesStore;
 
 pub struct Application(Running);
 
@@ -16,7 +17,12 @@ impl Application {
         let common = &config.common;
         let infra = Infra::start(common, crate::SERVICE).await?;
         let verifier = infra.verifier(common)?;
-        Ok(Self(infra.serve(common, verifier, routes::configure)?))
+        let state = AppState {
+            preferences: PreferencesStore::new(&infra.db, infra.metrics.clone()),
+        };
+        Ok(Self(infra.serve(common, verifier, move |cfg| {
+            routes::configure(cfg, &state)
+        })?))
     }
 
     pub fn port(&self) -> u16 {

@@ -1,1 +1,5 @@
-//! MongoDB collections and the Redis cache of notify-svc.
+//! MongoDB collections of notify-svc.
+//!
+//! - [`preferences`]: per-user notification preferences and muted chats.
+
+pub mod preferences;

@@ -81,3 +81,26 @@ impl Drop for TestApp {
         self.shutdown.cancel();
     }
 }
+
+/// An access token for a fresh user, signed with the dev key as auth-svc would.
+pub fn token_for(user_id: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use shared::auth::{Claims, TokenType};
+    let pem = std::fs::read(format!("{}/jwt-private.pem", keys_dir())).expect("dev private key");
+    let key = EncodingKey::from_ed_pem(&pem).expect("Ed25519 key");
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        sub: user_id.to_owned(),
+        sid: Some(uuid::Uuid::new_v4().to_string()),
+        iss: "auth-svc".into(),
+        aud: "chat-app".into(),
+        exp: now + 900,
+        nbf: now - 1,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        typ: TokenType::Access,
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("dev-1".into());
+    jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+}

@@ -1,5 +1,10 @@
 //! notify-svc's HTTP API against the real servers.
-#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
+#![expect(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly; a panic is the assertion"
+)]
 
 mod health;
 mod helpers;
+mod preferences;
