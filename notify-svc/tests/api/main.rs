@@ -1,9 +1,5 @@
 //! notify-svc's HTTP API against the real servers.
-#![expect(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly; a panic is the assertion"
-)]
+#![expect(clippy::expect_used, reason = "test helpers fail loudly")]
 
 mod health;
 mod helpers;
