@@ -188,10 +188,7 @@ impl TestApp {
             .basic_consume(
                 q.name().as_str(),
                 "capture",
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
@@ -219,6 +216,10 @@ impl EventCapture {
                 .unwrap_or_else(|_| panic!("no {kind} event within 10 s"))
                 .expect("stream open")
                 .expect("delivery");
+            delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("ack");
             let event: Value = serde_json::from_slice(&delivery.data).expect("json envelope");
             if event["type"] == kind {
                 return event;

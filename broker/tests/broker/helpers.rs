@@ -70,7 +70,11 @@ impl TestEnv {
     ) -> Vec<lapin::message::BasicGetMessage> {
         let ch = broker.channel().await.expect("channel");
         let mut out = Vec::new();
-        while let Ok(Some(m)) = ch.basic_get(queue, BasicGetOptions { no_ack: true }).await {
+        while let Ok(Some(m)) = ch.basic_get(queue, BasicGetOptions::default()).await {
+            m.delivery
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("ack");
             out.push(m);
         }
         out
