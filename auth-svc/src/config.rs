@@ -64,21 +64,13 @@ impl Config {
 
     /// As [`Config::load`], then `overrides` on top (tests).
     pub fn load_with(overrides: serde_json::Value) -> Result<Self, ConfigError> {
-        let keys: Vec<&str> = config::COMMON_KEYS.iter().chain(KEYS).copied().collect();
-        let mut sources = config::sources(Self::defaults(), &keys);
-        if !overrides.is_null() {
-            sources = sources.merge(figment::providers::Serialized::defaults(overrides));
-        }
-        let cfg = Self {
-            common: config::extract(&sources)?,
-            auth: config::extract(&sources)?,
-        };
+        let (common, auth) = config::load_service(Self::defaults(), KEYS, overrides)?;
+        let cfg = Self { common, auth };
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.common.validate()?;
         for (key, path) in [
             ("jwt_private_key_file", &self.auth.jwt_private_key_file),
             (

@@ -31,21 +31,13 @@ impl Config {
 
     /// As [`Config::load`], then `overrides` on top (tests).
     pub fn load_with(overrides: serde_json::Value) -> Result<Self, ConfigError> {
-        let keys: Vec<&str> = config::COMMON_KEYS.iter().chain(KEYS).copied().collect();
-        let mut sources = config::sources(Self::defaults(), &keys);
-        if !overrides.is_null() {
-            sources = sources.merge(figment::providers::Serialized::defaults(overrides));
-        }
-        let cfg = Self {
-            common: config::extract(&sources)?,
-            chat: config::extract(&sources)?,
-        };
+        let (common, chat) = config::load_service(Self::defaults(), KEYS, overrides)?;
+        let cfg = Self { common, chat };
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.common.validate()?;
         if self.chat.message_rate_per_10s == 0 {
             return Err(ConfigError::key(
                 "message_rate_per_10s",

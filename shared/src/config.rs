@@ -122,6 +122,24 @@ pub fn sources(defaults: serde_json::Value, keys: &[&str]) -> Figment {
         .merge(Env::raw().filter(move |k| keys.iter().any(|x| k.as_str().eq_ignore_ascii_case(x))))
 }
 
+/// A service's whole configuration: the common keys plus its own section
+/// `S` (whose environment keys are `own_keys`), with `overrides` (tests) on
+/// top of everything. The common keys are validated here.
+pub fn load_service<S: DeserializeOwned>(
+    defaults: serde_json::Value,
+    own_keys: &[&str],
+    overrides: serde_json::Value,
+) -> Result<(CommonConfig, S), ConfigError> {
+    let keys: Vec<&str> = COMMON_KEYS.iter().chain(own_keys).copied().collect();
+    let mut figment = sources(defaults, &keys);
+    if !overrides.is_null() {
+        figment = figment.merge(Serialized::defaults(overrides));
+    }
+    let common: CommonConfig = extract(&figment)?;
+    common.validate()?;
+    Ok((common, extract(&figment)?))
+}
+
 /// Extracts one section (the common keys, or a service's own) from the
 /// sources, naming the key in any error.
 pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
