@@ -38,8 +38,8 @@ impl Application {
             &common.redis_prefix,
             infra.metrics.clone(),
         );
-        let users = Users::new(&infra.db, cache.clone(), infra.metrics.clone());
-        let sessions = Sessions::new(&infra.db, cache, infra.metrics.clone());
+        let users = Users::new(&infra.db, cache.clone());
+        let sessions = Sessions::new(&infra.db, cache);
         infra.tasks.push(tokio::spawn(ensure_indexes(
             users.clone(),
             sessions.clone(),

@@ -36,8 +36,13 @@ impl Infra {
     pub async fn start(common: &CommonConfig, service: &'static str) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new(service);
-        let db =
-            shared::storage::mongo(&common.mongodb_uri, &common.mongodb_database, service).await?;
+        let db = shared::storage::mongo(
+            &common.mongodb_uri,
+            &common.mongodb_database,
+            service,
+            Some(metrics.clone()),
+        )
+        .await?;
         let redis = shared::storage::redis(&common.redis_url)?;
         let (messaging, tasks) = Messaging::start(
             &db,

@@ -82,7 +82,6 @@ pub struct Outbox {
     producer: Arc<str>,
     fast_path: mpsc::Sender<OutboxRecord>,
     clock: Arc<AtomicI64>,
-    metrics: Metrics,
 }
 
 /// One event to enqueue, with its aggregate and optional version.
@@ -109,7 +108,6 @@ impl Outbox {
             producer: producer.into(),
             fast_path: tx,
             clock: Arc::new(AtomicI64::new(0)),
-            metrics: metrics.clone(),
         };
         let relay = OutboxRelay {
             records,
@@ -181,7 +179,6 @@ impl Outbox {
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
         self.records.insert_one(&record).await?;
-        self.metrics.db("outbox", "insert");
         self.hand_over(record);
         Ok(id)
     }
@@ -195,7 +192,6 @@ impl Outbox {
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
         self.records.insert_one(&record).await?;
-        self.metrics.db("outbox", "insert");
         self.hand_over(record);
         Ok(id)
     }
@@ -269,7 +265,7 @@ impl OutboxRelay {
                 .delete_many(doc! { "_id": { "$in": &done } })
                 .await
             {
-                Ok(_) => self.metrics.db("outbox", "delete"),
+                Ok(_) => {}
                 // Published but still stored: republished later, and consumers deduplicate.
                 Err(e) => tracing::warn!(error = %e, "could not delete published outbox records"),
             }
@@ -304,7 +300,6 @@ impl OutboxRelay {
                     return;
                 }
             };
-            self.metrics.db("outbox", "find");
             if let Ok(n) = self.records.count_documents(doc! {}).await {
                 self.metrics
                     .outbox_backlog

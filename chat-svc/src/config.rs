@@ -7,6 +7,14 @@ use shared::config::{self, CommonConfig, ConfigError};
 pub struct ChatSettings {
     /// Message sends allowed per user per 10 seconds.
     pub message_rate_per_10s: u32,
+    /// The Redis read cache of chat lists, chats and first pages (off only
+    /// to measure what it saves).
+    #[serde(deserialize_with = "config::flag")]
+    pub read_cache: bool,
+    /// How long a cache entry lives at most (writes invalidate it sooner).
+    pub cache_ttl_secs: u64,
+    /// A dead instance's users are announced offline within about this.
+    pub presence_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -15,12 +23,20 @@ pub struct Config {
     pub chat: ChatSettings,
 }
 
-const KEYS: &[&str] = &["message_rate_per_10s"];
+const KEYS: &[&str] = &[
+    "message_rate_per_10s",
+    "read_cache",
+    "cache_ttl_secs",
+    "presence_ttl_secs",
+];
 
 impl Config {
     fn defaults() -> serde_json::Value {
         let mut d = config::common_defaults(crate::SERVICE, 8082);
         d["message_rate_per_10s"] = 30.into();
+        d["read_cache"] = true.into();
+        d["cache_ttl_secs"] = 60.into();
+        d["presence_ttl_secs"] = 30.into();
         d
     }
 
@@ -43,6 +59,12 @@ impl Config {
                 "message_rate_per_10s",
                 "must be at least 1",
             ));
+        }
+        if !(1..=300).contains(&self.chat.cache_ttl_secs) {
+            return Err(ConfigError::key("cache_ttl_secs", "must be 1-300"));
+        }
+        if !(3..=600).contains(&self.chat.presence_ttl_secs) {
+            return Err(ConfigError::key("presence_ttl_secs", "must be 3-600"));
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use broker::bootstrap::Infra;
 use broker::consumer::Source;
 use broker::topology::CHAT_SVC_USERS;
 use broker::{Consumer, ProcessedEvents};
+use shared::cache::Cache;
 use shared::ratelimit::FailureLimiter;
 use shared::server::Running;
 use tokio_util::sync::CancellationToken;
@@ -36,10 +37,10 @@ impl Application {
         let mut infra = Infra::start(common, crate::SERVICE).await?;
         let metrics = infra.metrics.clone();
         let db = infra.db.clone();
-        let users = Users::new(&db, metrics.clone());
-        let chats = Chats::new(&db, metrics.clone());
-        let messages = Messages::new(&db, metrics.clone());
-        let revocations = Revocations::new(&db, metrics.clone());
+        let users = Users::new(&db);
+        let chats = Chats::new(&db);
+        let messages = Messages::new(&db);
+        let revocations = Revocations::new(&db);
         let timeline = Timeline::new(infra.redis.clone(), &common.redis_prefix);
         let shutdown = infra.shutdown.clone();
         infra.tasks.push(tokio::spawn(ensure_indexes(
@@ -51,6 +52,12 @@ impl Application {
             .tasks
             .push(tokio::spawn(revocations.clone().run_sync(shutdown.clone())));
 
+        let cache = Cache::new(infra.redis.clone(), &common.redis_prefix, metrics.clone());
+        let cache = if config.chat.read_cache {
+            cache
+        } else {
+            cache.disabled()
+        };
         let service = ChatService {
             chats: chats.clone(),
             messages,
@@ -65,6 +72,8 @@ impl Application {
                 config.chat.message_rate_per_10s,
                 Duration::from_secs(10),
             ),
+            cache: cache.clone(),
+            cache_ttl: Duration::from_secs(config.chat.cache_ttl_secs),
         };
         let hub = Arc::new(Hub::new(metrics.clone()));
         let presence = PresenceTracker::new(
@@ -73,6 +82,7 @@ impl Application {
             &common.instance_id,
             infra.messaging.publisher.clone(),
             chats,
+            Duration::from_secs(config.chat.presence_ttl_secs),
         );
         infra.tasks.push(tokio::spawn(
             presence.clone().run_refresh(hub.clone(), shutdown.clone()),
@@ -85,6 +95,7 @@ impl Application {
             publisher.clone(),
             Source::Durable(CHAT_SVC_USERS),
             Arc::new(ReplicaHandler {
+                cache,
                 users: users.clone(),
                 revocations: revocations.clone(),
             }),

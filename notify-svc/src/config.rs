@@ -15,6 +15,15 @@ pub struct NotifySettings {
     /// Lets push subscriptions point at http://127.0.0.1 (dev stack only).
     #[serde(deserialize_with = "shared::config::flag")]
     pub dev_allow_loopback_push: bool,
+    /// The From of every email, e.g. `Chat <no-reply@example.com>`.
+    pub mail_from: String,
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact for push services.
+    pub vapid_subject: String,
+    /// How often due digests are looked for (milliseconds).
+    pub digest_poll_ms: u64,
+    /// Delays between attempts of a failing event: `standard` (1 s, 10 s,
+    /// 1 min, 5 min) or `fast` (tests).
+    pub retry_schedule: String,
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +36,10 @@ const KEYS: &[&str] = &[
     "smtp_url",
     "vapid_private_key_file",
     "dev_allow_loopback_push",
+    "mail_from",
+    "vapid_subject",
+    "digest_poll_ms",
+    "retry_schedule",
 ];
 
 impl Config {
@@ -35,6 +48,10 @@ impl Config {
         d["smtp_url"] = "smtp://127.0.0.1:2525".into();
         d["vapid_private_key_file"] = ".dev/keys/vapid-private.pem".into();
         d["dev_allow_loopback_push"] = false.into();
+        d["mail_from"] = "Chat <no-reply@chat.localhost>".into();
+        d["vapid_subject"] = "mailto:admin@chat.localhost".into();
+        d["digest_poll_ms"] = 1000.into();
+        d["retry_schedule"] = "standard".into();
         d
     }
 
@@ -58,6 +75,34 @@ impl Config {
             return Err(ConfigError::key(
                 "smtp_url",
                 "must start with smtp:// or smtps://",
+            ));
+        }
+        if self
+            .notify
+            .mail_from
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            return Err(ConfigError::key(
+                "mail_from",
+                "must be an address like `Chat <no-reply@example.com>`",
+            ));
+        }
+        if !self.notify.vapid_subject.starts_with("mailto:")
+            && !self.notify.vapid_subject.starts_with("https://")
+        {
+            return Err(ConfigError::key(
+                "vapid_subject",
+                "must be a mailto: or https: URL",
+            ));
+        }
+        if !(100..=60_000).contains(&self.notify.digest_poll_ms) {
+            return Err(ConfigError::key("digest_poll_ms", "must be 100-60000"));
+        }
+        if !["standard", "fast"].contains(&self.notify.retry_schedule.as_str()) {
+            return Err(ConfigError::key(
+                "retry_schedule",
+                "must be standard or fast",
             ));
         }
         if !self.notify.vapid_private_key_file.is_file() {

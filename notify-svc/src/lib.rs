@@ -8,6 +8,7 @@ pub mod events;
 pub mod routes;
 pub mod startup;
 pub mod storage;
+pub mod workers;
 
 /// Name in logs, metrics, events and the default database.
 pub const SERVICE: &str = "notify-svc";

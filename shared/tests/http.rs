@@ -44,7 +44,7 @@ async fn start() -> String {
     let port = listener.local_addr().unwrap().port();
     let metrics = Metrics::new("test");
     let uri = secrecy::SecretString::from("mongodb://127.0.0.1:1".to_owned());
-    let mongo = shared::storage::mongo(&uri, "unused", "test")
+    let mongo = shared::storage::mongo(&uri, "unused", "test", None)
         .await
         .unwrap();
     let redis = shared::storage::redis(&secrecy::SecretString::from(

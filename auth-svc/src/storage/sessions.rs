@@ -17,7 +17,6 @@ use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 use shared::auth::RevocationCheck;
 use shared::cache::Cache;
-use shared::metrics::Metrics;
 use shared::ApiError;
 
 use super::{after_secs, now, rfc3339};
@@ -106,18 +105,16 @@ pub struct Sessions {
     challenges: Collection<ChallengeDoc>,
     devices: Collection<mongodb::bson::Document>,
     cache: Cache,
-    metrics: Metrics,
 }
 
 impl Sessions {
-    pub fn new(db: &Database, cache: Cache, metrics: Metrics) -> Self {
+    pub fn new(db: &Database, cache: Cache) -> Self {
         Self {
             sessions: db.collection("sessions"),
             refresh: db.collection("refresh_tokens"),
             challenges: db.collection("mfa_challenges"),
             devices: db.collection("devices"),
             cache,
-            metrics,
         }
     }
 
@@ -134,7 +131,6 @@ impl Sessions {
 
     async fn new_refresh_token(&self, session_id: &str) -> Result<String, mongodb::error::Error> {
         let token = random_token();
-        self.metrics.db("refresh_tokens", "insert");
         self.refresh
             .insert_one(RefreshDoc {
                 hash: token_hash(&token),
@@ -164,21 +160,18 @@ impl Sessions {
             revoked_at: None,
             revoked_reason: None,
         };
-        self.metrics.db("sessions", "insert");
         self.sessions.insert_one(&session).await?;
         let token = self.new_refresh_token(&session.id).await?;
         Ok((session, token))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<SessionDoc>, mongodb::error::Error> {
-        self.metrics.db("sessions", "find");
         self.sessions.find_one(doc! { "_id": id }).await
     }
 
     /// Uses a refresh token once; see [`Rotation`].
     pub async fn rotate(&self, token: &str) -> Result<Rotation, mongodb::error::Error> {
         let hash = token_hash(token);
-        self.metrics.db("refresh_tokens", "update");
         let claimed = self
             .refresh
             .find_one_and_update(
@@ -187,7 +180,6 @@ impl Sessions {
             )
             .await?;
         let Some(claimed) = claimed else {
-            self.metrics.db("refresh_tokens", "find");
             return match self.refresh.find_one(doc! { "_id": &hash }).await? {
                 Some(used) => {
                     let session = self
@@ -205,7 +197,6 @@ impl Sessions {
             return Ok(Rotation::Invalid);
         }
         let refresh_token = self.new_refresh_token(&session.id).await?;
-        self.metrics.db("sessions", "update");
         self.sessions
             .update_one(
                 doc! { "_id": &session.id },
@@ -224,7 +215,6 @@ impl Sessions {
         id: &str,
         reason: &str,
     ) -> Result<Option<SessionDoc>, mongodb::error::Error> {
-        self.metrics.db("sessions", "update");
         let revoked = self
             .sessions
             .find_one_and_update(
@@ -263,7 +253,6 @@ impl Sessions {
         &self,
         user_id: &str,
     ) -> Result<Vec<SessionDoc>, mongodb::error::Error> {
-        self.metrics.db("sessions", "find");
         let cursor = self
             .sessions
             .find(doc! { "userId": user_id, "revokedAt": null, "expiresAt": { "$gt": now() } })
@@ -307,7 +296,6 @@ impl Sessions {
         user_id: &str,
         ttl_secs: i64,
     ) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("mfa_challenges", "insert");
         self.challenges
             .insert_one(ChallengeDoc {
                 jti: jti.to_owned(),
@@ -325,7 +313,6 @@ impl Sessions {
     }
 
     pub async fn challenge_is_live(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("mfa_challenges", "find");
         Ok(self
             .challenges
             .find_one(Self::live_challenge(jti))
@@ -335,7 +322,6 @@ impl Sessions {
 
     /// Counts a wrong code against the challenge.
     pub async fn fail_challenge(&self, jti: &str) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("mfa_challenges", "update");
         self.challenges
             .update_one(doc! { "_id": jti }, doc! { "$inc": { "failures": 1 } })
             .await?;
@@ -344,7 +330,6 @@ impl Sessions {
 
     /// Uses the challenge up; false if it was dead or already used.
     pub async fn consume_challenge(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("mfa_challenges", "update");
         let r = self
             .challenges
             .update_one(
@@ -367,7 +352,6 @@ impl Sessions {
             user_agent.unwrap_or(""),
             ip.unwrap_or("")
         ));
-        self.metrics.db("devices", "update");
         let r = self
             .devices
             .update_one(

@@ -10,7 +10,6 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared::cache::Cache;
-use shared::metrics::Metrics;
 
 use super::rfc3339;
 
@@ -119,15 +118,13 @@ pub struct ProfileChange {
 pub struct Users {
     coll: Collection<UserDoc>,
     cache: Cache,
-    metrics: Metrics,
 }
 
 impl Users {
-    pub fn new(db: &Database, cache: Cache, metrics: Metrics) -> Self {
+    pub fn new(db: &Database, cache: Cache) -> Self {
         Self {
             coll: db.collection("users"),
             cache,
-            metrics,
         }
     }
 
@@ -146,7 +143,6 @@ impl Users {
     }
 
     pub async fn insert(&self, user: &UserDoc) -> Result<(), UserError> {
-        self.metrics.db("users", "insert");
         match self.coll.insert_one(user).await {
             Ok(_) => Ok(()),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
@@ -171,7 +167,6 @@ impl Users {
         &self,
         login_norm: &str,
     ) -> Result<Option<UserDoc>, mongodb::error::Error> {
-        self.metrics.db("users", "find");
         self.coll
             .find_one(
                 doc! { "$or": [ { "usernameNorm": login_norm }, { "emailNorm": login_norm } ] },
@@ -180,7 +175,6 @@ impl Users {
     }
 
     pub async fn by_id(&self, id: &str) -> Result<Option<UserDoc>, mongodb::error::Error> {
-        self.metrics.db("users", "find");
         self.coll.find_one(doc! { "_id": id }).await
     }
 
@@ -220,7 +214,6 @@ impl Users {
         if !set.is_empty() {
             update.insert("$set", set);
         }
-        self.metrics.db("users", "update");
         let user = self
             .coll
             .find_one_and_update(doc! { "_id": id }, update)
@@ -241,7 +234,6 @@ impl Users {
     }
 
     pub async fn set_password(&self, id: &str, hash: &str) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("users", "update");
         self.coll
             .update_one(
                 doc! { "_id": id },
@@ -258,7 +250,6 @@ impl Users {
         limit: i64,
     ) -> Result<Vec<PublicProfile>, mongodb::error::Error> {
         let pattern = regex_escape(query);
-        self.metrics.db("users", "find");
         let cursor = self
             .coll
             .find(doc! { "$or": [
@@ -280,7 +271,6 @@ impl Users {
         id: &str,
         sealed: &str,
     ) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let r = self
             .coll
             .update_one(
@@ -299,7 +289,6 @@ impl Users {
         step: i64,
         code_hashes: &[String],
     ) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let r = self
             .coll
             .update_one(
@@ -317,7 +306,6 @@ impl Users {
     }
 
     pub async fn disable_mfa(&self, id: &str) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let r = self
             .coll
             .update_one(
@@ -333,7 +321,6 @@ impl Users {
         id: &str,
         code_hashes: &[String],
     ) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let r = self
             .coll
             .update_one(
@@ -346,7 +333,6 @@ impl Users {
 
     /// Accepts time step `step` only if it is later than the last accepted one.
     pub async fn consume_step(&self, id: &str, step: i64) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let r = self
             .coll
             .update_one(
@@ -363,7 +349,6 @@ impl Users {
         id: &str,
         code_hash: &str,
     ) -> Result<Option<u32>, mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let after = self
             .coll
             .find_one_and_update(

@@ -36,10 +36,14 @@ impl TestEnv {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("test-{}.", &id[..12]);
         let uri = secrecy::SecretString::from(mongo_url());
-        let db =
-            shared::storage::mongo(&uri, &format!("broker_test_{}", &id[..12]), "broker-tests")
-                .await
-                .expect("mongo client");
+        let db = shared::storage::mongo(
+            &uri,
+            &format!("broker_test_{}", &id[..12]),
+            "broker-tests",
+            None,
+        )
+        .await
+        .expect("mongo client");
         Self {
             prefix,
             db,

@@ -4,12 +4,17 @@
 //! outbox.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
 
 use broker::events::chat::{
     ChatCreated, ChatUpdated, Cursors, MemberAdded, MemberRemoved, MessageCreated, MessageDeleted,
     MessageUpdated, ReadMarked, Typing,
 };
 use broker::{Envelope, Event, EventPayload, Outbox, Publisher};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shared::cache::{Cache, Lookup};
 use shared::ratelimit::FailureLimiter;
 use shared::ApiError;
 
@@ -30,7 +35,26 @@ pub struct ChatService {
     pub outbox: Outbox,
     pub publisher: Publisher,
     pub send_limit: FailureLimiter,
+    pub cache: Cache,
+    pub cache_ttl: Duration,
 }
+
+/// The first page of history is cached at this size; smaller pages are cut
+/// from it.
+const FIRST_PAGE: i64 = 50;
+
+/// Cache generations (see [`Cache::get_checked`]): one per user (their chat
+/// list), one per chat (the chat document and its first page), one for all
+/// profiles (they are embedded in both and change rarely).
+fn user_generation(user: &str) -> String {
+    format!("u:{user}")
+}
+
+fn chat_generation(chat: &str) -> String {
+    format!("c:{chat}")
+}
+
+pub const PROFILES_GENERATION: &str = "p";
 
 /// Result of removing a member.
 pub enum Removal {
@@ -78,6 +102,30 @@ fn check_name(name: &str) -> Result<String, ApiError> {
 }
 
 impl ChatService {
+    /// Cache-aside read of `kind:id`, valid while `generations` stand still.
+    async fn cached<T, F>(
+        &self,
+        kind: &'static str,
+        id: &str,
+        generations: &[String],
+        compute: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, ApiError>>,
+    {
+        match self.cache.get_checked(kind, id, generations).await {
+            Lookup::Hit(value) => Ok(value),
+            Lookup::Miss(seen) => {
+                let value = compute.await?;
+                self.cache
+                    .put_checked(kind, id, seen, &value, self.cache_ttl)
+                    .await;
+                Ok(value)
+            }
+        }
+    }
+
     /// Writes a durable event: frames into the recipients' timelines, then
     /// the event with their cursors into the outbox.
     async fn record<E: EventPayload>(
@@ -88,7 +136,14 @@ impl ChatService {
         wrap: fn(E) -> Event,
     ) -> Result<(), ApiError> {
         let draft = wrap(build(Cursors::new()));
-        if let Some(frame) = frames::frame_for(&draft, &self.users).await {
+        let frame = frames::frame_for(&draft, &self.users).await;
+        // The database write is done: invalidate before anyone is answered.
+        let mut generations = vec![chat_generation(chat_id)];
+        if let Some(frame) = &frame {
+            generations.extend(frame.recipients.iter().map(|u| user_generation(u)));
+        }
+        self.cache.bump(&generations).await;
+        if let Some(frame) = frame {
             let cursors = self
                 .timeline
                 .append(&frame.recipients, &frame.body.to_string())
@@ -116,10 +171,14 @@ impl ChatService {
             })
     }
 
+    /// The chat if `user` is a member, else 404 (whether or not it exists).
     async fn member_chat(&self, chat_id: &str, user: &str) -> Result<ChatDoc, ApiError> {
-        self.chats
-            .get_for_member(chat_id, user)
-            .await?
+        let chat: Option<ChatDoc> = self
+            .cached("chat", chat_id, &[chat_generation(chat_id)], async {
+                Ok(self.chats.get(chat_id).await?)
+            })
+            .await?;
+        chat.filter(|c| c.member_ids.iter().any(|m| m == user))
             .ok_or(ApiError::NotFound)
     }
 
@@ -182,8 +241,12 @@ impl ChatService {
     }
 
     pub async fn list(&self, user: &str) -> Result<Vec<ChatView>, ApiError> {
-        let chats = self.chats.list_for_user(user).await?;
-        self.views(&chats, user).await
+        let generations = [user_generation(user), PROFILES_GENERATION.to_owned()];
+        self.cached("chats", user, &generations, async {
+            let chats = self.chats.list_for_user(user).await?;
+            self.views(&chats, user).await
+        })
+        .await
     }
 
     pub async fn get(&self, user: &str, chat_id: &str) -> Result<ChatView, ApiError> {
@@ -394,6 +457,29 @@ impl ChatService {
         limit: i64,
     ) -> Result<(Vec<MessageView>, bool), ApiError> {
         self.member_chat(chat_id, user).await?;
+        if before.is_some() || limit > FIRST_PAGE {
+            return self.page(chat_id, before, limit).await;
+        }
+        let generations = [chat_generation(chat_id), PROFILES_GENERATION.to_owned()];
+        let (mut page, has_more) = self
+            .cached(
+                "page",
+                chat_id,
+                &generations,
+                self.page(chat_id, None, FIRST_PAGE),
+            )
+            .await?;
+        let has_more = has_more || page.len() as i64 > limit;
+        page.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok((page, has_more))
+    }
+
+    async fn page(
+        &self,
+        chat_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<(Vec<MessageView>, bool), ApiError> {
         let (page, has_more) = self.messages.page(chat_id, before, limit).await?;
         let mut senders: Vec<String> = page.iter().map(|m| m.sender_id.clone()).collect();
         senders.sort();

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use broker::events::chat::{MessageSnapshot, ProfileSnapshot};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::storage::chats::ChatDoc;
@@ -11,7 +11,7 @@ use crate::storage::messages::MessageDoc;
 use crate::storage::rfc3339;
 
 /// A public profile (`{id, username, displayName, avatarUrl}`).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileView {
     pub id: String,
@@ -42,7 +42,7 @@ pub fn unknown_profile(id: &str) -> ProfileSnapshot {
 }
 
 /// Message object of api.md (`senderId` added for convenience).
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     pub id: String,
@@ -91,7 +91,7 @@ impl From<&MessageSnapshot> for MessageView {
 }
 
 /// Chat object of api.md.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatView {
     pub id: String,

@@ -4,11 +4,15 @@
 use broker::consumer::HandlerError;
 use broker::events::DecodedEnvelope;
 use broker::{Event, Handler};
+use shared::cache::Cache;
+
+use crate::domain::service::PROFILES_GENERATION;
 
 use crate::storage::revocations::Revocations;
 use crate::storage::users::{UserDoc, Users};
 
 pub struct ReplicaHandler {
+    pub cache: Cache,
     pub users: Users,
     pub revocations: Revocations,
 }
@@ -34,7 +38,12 @@ impl Handler for ReplicaHandler {
                     avatar_url: u.avatar_url.clone(),
                     profile_version: u.profile_version,
                 };
-                self.users.upsert(&doc).await
+                let stored = self.users.upsert(&doc).await;
+                if stored.is_ok() {
+                    // Profiles are embedded in cached chat lists and pages.
+                    self.cache.bump(&[PROFILES_GENERATION.to_owned()]).await;
+                }
+                stored
             }
             Event::SessionRevoked(s) => self.revocations.record(&s.session_id, &s.user_id).await,
             _ => Ok(()),

@@ -1,7 +1,14 @@
 //! Presence across instances: `presence:<user>` is a sorted set of the
 //! instances holding a socket of the user, scored by an expiry time that
-//! each instance refreshes every 10 s. Online while any entry is unexpired,
-//! so a dead instance's users go offline by themselves within 30 s.
+//! each instance refreshes every third of the TTL. Online while any entry is
+//! unexpired, so a dead instance's users go offline by themselves.
+//!
+//! Someone must also *say* so: every instance heartbeats into
+//! `presence-instances` and lists its users in `presence-users:<instance>`.
+//! Each refresh also looks for instances whose heartbeat has expired; the
+//! one that removes a dead instance from the registry (`ZREM` returns 1 to
+//! exactly one caller) announces `online: false` for each of its users who
+//! has no socket left anywhere.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +22,14 @@ use tokio_util::sync::CancellationToken;
 use super::hub::Hub;
 use crate::storage::chats::Chats;
 
-const TTL_SECS: i64 = 30;
-
 #[derive(Clone)]
 pub struct PresenceTracker {
     pool: Pool,
     prefix: String,
+    registry: String,
+    instance_users: String,
     instance: String,
+    ttl_secs: i64,
     publisher: Publisher,
     chats: Chats,
 }
@@ -37,11 +45,15 @@ impl PresenceTracker {
         instance: &str,
         publisher: Publisher,
         chats: Chats,
+        ttl: Duration,
     ) -> Self {
         Self {
             pool,
             prefix: format!("{redis_prefix}presence:"),
+            registry: format!("{redis_prefix}presence-instances"),
+            instance_users: format!("{redis_prefix}presence-users:"),
             instance: instance.to_owned(),
+            ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(30).max(3),
             publisher,
             chats,
         }
@@ -53,15 +65,18 @@ impl PresenceTracker {
         let now = now_secs();
         let op = async {
             let mut conn = self.pool.get().await.ok()?;
-            let (online_before, _): (i64, i64) = redis::pipe()
+            let (online_before, _, _): (i64, i64, i64) = redis::pipe()
                 .cmd("ZCOUNT")
                 .arg(&key)
                 .arg(now)
                 .arg("+inf")
                 .cmd("ZADD")
                 .arg(&key)
-                .arg(now + TTL_SECS)
+                .arg(now + self.ttl_secs)
                 .arg(&self.instance)
+                .cmd("SADD")
+                .arg(format!("{}{}", self.instance_users, self.instance))
+                .arg(user)
                 .query_async(&mut conn)
                 .await
                 .ok()?;
@@ -83,10 +98,13 @@ impl PresenceTracker {
         let now = now_secs();
         let op = async {
             let mut conn = self.pool.get().await.ok()?;
-            let (_, online): (i64, i64) = redis::pipe()
+            let (_, _, online): (i64, i64, i64) = redis::pipe()
                 .cmd("ZREM")
                 .arg(&key)
                 .arg(&self.instance)
+                .cmd("SREM")
+                .arg(format!("{}{}", self.instance_users, self.instance))
+                .arg(user)
                 .cmd("ZCOUNT")
                 .arg(&key)
                 .arg(now)
@@ -131,32 +149,103 @@ impl PresenceTracker {
         }
     }
 
-    /// Refreshes this instance's entries for its connected users.
+    /// Heartbeats this instance, refreshes its users' entries and reaps
+    /// dead instances, every third of the TTL.
     pub async fn run_refresh(self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        let period = Duration::from_secs(u64::try_from(self.ttl_secs / 3).unwrap_or(1).max(1));
         loop {
+            if let Err(e) = self.refresh(&hub).await {
+                tracing::debug!(error = %e, "presence refresh failed");
+            }
+            if let Err(e) = self.reap().await {
+                tracing::debug!(error = %e, "presence reaping failed");
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                _ = tokio::time::sleep(period) => {}
             }
-            let users = hub.local_users();
-            if users.is_empty() {
-                continue;
+        }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<deadpool_redis::Connection> {
+        self.pool.get().await.map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::IoError, "redis pool", e.to_string()))
+        })
+    }
+
+    async fn refresh(&self, hub: &Hub) -> redis::RedisResult<()> {
+        let expiry = now_secs() + self.ttl_secs;
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(&self.registry)
+            .arg(expiry)
+            .arg(&self.instance)
+            .ignore();
+        let own = format!("{}{}", self.instance_users, self.instance);
+        pipe.cmd("EXPIRE").arg(&own).arg(3600).ignore();
+        for user in hub.local_users() {
+            // Re-listed each time: a stalled instance that was reaped by
+            // mistake lists its users again when it wakes up.
+            pipe.cmd("SADD").arg(&own).arg(&user).ignore();
+            let key = format!("{}{user}", self.prefix);
+            pipe.cmd("ZADD")
+                .arg(&key)
+                .arg(expiry)
+                .arg(&self.instance)
+                .ignore();
+            pipe.cmd("EXPIRE").arg(&key).arg(self.ttl_secs * 2).ignore();
+        }
+        pipe.query_async(&mut conn).await
+    }
+
+    /// Announces the users of instances whose heartbeat expired as offline
+    /// (unless they are connected elsewhere).
+    async fn reap(&self) -> redis::RedisResult<()> {
+        let now = now_secs();
+        let mut conn = self.conn().await?;
+        let dead: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.registry)
+            .arg("-inf")
+            .arg(now)
+            .query_async(&mut conn)
+            .await?;
+        for instance in dead {
+            let claimed: i64 = redis::cmd("ZREM")
+                .arg(&self.registry)
+                .arg(&instance)
+                .query_async(&mut conn)
+                .await?;
+            if claimed == 0 {
+                continue; // another instance is reaping it
             }
-            let expiry = now_secs() + TTL_SECS;
-            let Ok(mut conn) = self.pool.get().await else {
-                continue;
-            };
-            let mut pipe = redis::pipe();
+            let users_key = format!("{}{instance}", self.instance_users);
+            let users: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(&users_key)
+                .query_async(&mut conn)
+                .await?;
             for user in users {
                 let key = format!("{}{user}", self.prefix);
-                pipe.cmd("ZADD")
+                let (_, online): (i64, i64) = redis::pipe()
+                    .cmd("ZREM")
                     .arg(&key)
-                    .arg(expiry)
-                    .arg(&self.instance)
-                    .ignore();
-                pipe.cmd("EXPIRE").arg(&key).arg(TTL_SECS * 2).ignore();
+                    .arg(&instance)
+                    .cmd("ZCOUNT")
+                    .arg(&key)
+                    .arg(now)
+                    .arg("+inf")
+                    .query_async(&mut conn)
+                    .await?;
+                if online == 0 {
+                    self.announce(&user, false).await;
+                }
             }
-            let _: Result<(), _> = pipe.query_async(&mut conn).await;
+            let _: i64 = redis::cmd("DEL")
+                .arg(&users_key)
+                .query_async(&mut conn)
+                .await?;
+            tracing::info!(%instance, "announced the users of a dead instance offline");
         }
+        Ok(())
     }
 }

@@ -7,7 +7,6 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use shared::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -50,7 +49,6 @@ impl ChatDoc {
 pub struct Chats {
     chats: Collection<ChatDoc>,
     markers: Collection<Document>,
-    metrics: Metrics,
 }
 
 pub fn direct_key(a: &str, b: &str) -> String {
@@ -59,11 +57,10 @@ pub fn direct_key(a: &str, b: &str) -> String {
 }
 
 impl Chats {
-    pub fn new(db: &Database, metrics: Metrics) -> Self {
+    pub fn new(db: &Database) -> Self {
         Self {
             chats: db.collection("chats"),
             markers: db.collection("read_markers"),
-            metrics,
         }
     }
 
@@ -94,7 +91,6 @@ impl Chats {
         new_id: String,
     ) -> Result<(ChatDoc, bool), mongodb::error::Error> {
         let key = direct_key(a, b);
-        self.metrics.db("chats", "find");
         if let Some(chat) = self.chats.find_one(doc! { "pairKey": &key }).await? {
             return Ok((chat, false));
         }
@@ -114,7 +110,6 @@ impl Chats {
             latest_message_id: None,
             version: 1,
         };
-        self.metrics.db("chats", "insert");
         match self.chats.insert_one(&chat).await {
             Ok(_) => Ok((chat, true)),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
@@ -149,25 +144,16 @@ impl Chats {
             latest_message_id: None,
             version: 1,
         };
-        self.metrics.db("chats", "insert");
         self.chats.insert_one(&chat).await?;
         Ok(chat)
     }
 
-    /// The chat, if `user` is a member.
-    pub async fn get_for_member(
-        &self,
-        chat_id: &str,
-        user: &str,
-    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.metrics.db("chats", "find");
-        self.chats
-            .find_one(doc! { "_id": chat_id, "memberIds": user })
-            .await
+    /// The chat; callers check membership on it.
+    pub async fn get(&self, chat_id: &str) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.chats.find_one(doc! { "_id": chat_id }).await
     }
 
     pub async fn list_for_user(&self, user: &str) -> Result<Vec<ChatDoc>, mongodb::error::Error> {
-        self.metrics.db("chats", "find");
         self.chats
             .find(doc! { "memberIds": user })
             .sort(doc! { "lastActivityAt": -1 })
@@ -182,7 +168,6 @@ impl Chats {
         filter: Document,
         update: Document,
     ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.metrics.db("chats", "update");
         self.chats
             .find_one_and_update(filter, update)
             .return_document(ReturnDocument::After)
@@ -231,7 +216,6 @@ impl Chats {
         chat_id: &str,
         message_id: &str,
     ) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("chats", "update");
         self.chats
             .update_one(
                 doc! { "_id": chat_id },
@@ -252,7 +236,6 @@ impl Chats {
         user: &str,
         message_id: &str,
     ) -> Result<bool, mongodb::error::Error> {
-        self.metrics.db("read_markers", "update");
         let key = Self::marker_key(chat_id, user);
         let result = self
             .markers
@@ -274,7 +257,6 @@ impl Chats {
         chat_id: &str,
         user: &str,
     ) -> Result<Option<String>, mongodb::error::Error> {
-        self.metrics.db("read_markers", "find");
         let doc = self
             .markers
             .find_one(doc! { "_id": Self::marker_key(chat_id, user) })

@@ -7,7 +7,6 @@ use mongodb::bson::{doc, DateTime};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use shared::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,14 +27,12 @@ pub struct MessageDoc {
 #[derive(Clone)]
 pub struct Messages {
     coll: Collection<MessageDoc>,
-    metrics: Metrics,
 }
 
 impl Messages {
-    pub fn new(db: &Database, metrics: Metrics) -> Self {
+    pub fn new(db: &Database) -> Self {
         Self {
             coll: db.collection("messages"),
-            metrics,
         }
     }
 
@@ -70,11 +67,9 @@ impl Messages {
         &self,
         msg: MessageDoc,
     ) -> Result<(MessageDoc, bool), mongodb::error::Error> {
-        self.metrics.db("messages", "insert");
         match self.coll.insert_one(&msg).await {
             Ok(_) => Ok((msg, true)),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
-                self.metrics.db("messages", "find");
                 let existing = self
                     .coll
                     .find_one(doc! { "idemKey": &msg.idem_key })
@@ -96,7 +91,6 @@ impl Messages {
         if let Some(b) = before {
             filter.insert("_id", doc! { "$lt": b });
         }
-        self.metrics.db("messages", "find");
         let mut page: Vec<MessageDoc> = self
             .coll
             .find(filter)
@@ -115,7 +109,6 @@ impl Messages {
         chat_id: &str,
         id: &str,
     ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
-        self.metrics.db("messages", "find");
         self.coll
             .find_one(doc! { "_id": id, "chatId": chat_id })
             .await
@@ -125,7 +118,6 @@ impl Messages {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.metrics.db("messages", "find");
         self.coll
             .find(doc! { "_id": { "$in": ids } })
             .await?
@@ -140,7 +132,6 @@ impl Messages {
         sender: &str,
         content: &str,
     ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
-        self.metrics.db("messages", "update");
         self.coll
             .find_one_and_update(
                 doc! { "_id": id, "chatId": chat_id, "senderId": sender, "deleted": false },
@@ -155,7 +146,6 @@ impl Messages {
         chat_id: &str,
         id: &str,
     ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
-        self.metrics.db("messages", "update");
         self.coll
             .find_one_and_update(
                 doc! { "_id": id, "chatId": chat_id },
@@ -176,7 +166,6 @@ impl Messages {
         if let Some(a) = after {
             filter.insert("_id", doc! { "$gt": a });
         }
-        self.metrics.db("messages", "count");
         self.coll.count_documents(filter).await
     }
 }

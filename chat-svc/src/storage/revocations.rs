@@ -13,7 +13,6 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Collection, Database};
 use shared::auth::RevocationCheck;
-use shared::metrics::Metrics;
 use shared::ApiError;
 use tokio_util::sync::CancellationToken;
 
@@ -24,15 +23,13 @@ const HORIZON: Duration = Duration::from_secs(20 * 60);
 pub struct Revocations {
     coll: Collection<Document>,
     revoked: Arc<RwLock<HashMap<String, DateTime>>>,
-    metrics: Metrics,
 }
 
 impl Revocations {
-    pub fn new(db: &Database, metrics: Metrics) -> Self {
+    pub fn new(db: &Database) -> Self {
         Self {
             coll: db.collection("revoked_sessions"),
             revoked: Arc::new(RwLock::new(HashMap::new())),
-            metrics,
         }
     }
 
@@ -42,7 +39,6 @@ impl Revocations {
         session_id: &str,
         user_id: &str,
     ) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("revoked_sessions", "update");
         self.coll
             .update_one(
                 doc! { "_id": session_id },
@@ -69,7 +65,6 @@ impl Revocations {
     }
 
     async fn load_since(&self, since: DateTime) -> Result<DateTime, mongodb::error::Error> {
-        self.metrics.db("revoked_sessions", "find");
         let docs: Vec<Document> = self
             .coll
             .find(doc! { "at": { "$gte": since } })

@@ -10,7 +10,6 @@ use futures_util::TryStreamExt;
 use mongodb::bson::doc;
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
-use shared::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,23 +40,20 @@ impl UserDoc {
 pub struct Users {
     coll: Collection<UserDoc>,
     local: Arc<RwLock<HashMap<String, (UserDoc, std::time::Instant)>>>,
-    metrics: Metrics,
 }
 
 const LOCAL_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Users {
-    pub fn new(db: &Database, metrics: Metrics) -> Self {
+    pub fn new(db: &Database) -> Self {
         Self {
             coll: db.collection("users"),
             local: Arc::new(RwLock::new(HashMap::new())),
-            metrics,
         }
     }
 
     /// Inserts or replaces by version.
     pub async fn upsert(&self, user: &UserDoc) -> Result<(), mongodb::error::Error> {
-        self.metrics.db("users", "update");
         let result = self
             .coll
             .replace_one(
@@ -97,7 +93,6 @@ impl Users {
             }
         }
         if !missing.is_empty() {
-            self.metrics.db("users", "find");
             let docs: Vec<UserDoc> = self
                 .coll
                 .find(doc! { "_id": { "$in": &missing } })

@@ -38,10 +38,17 @@ impl Drop for Instance {
     }
 }
 
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub address: String,
+}
+
 /// One test's system: its instances and the auth events it can publish.
 pub struct TestChat {
     pub instances: Vec<Instance>,
     pub client: reqwest::Client,
+    /// The settings every instance of this test shares.
+    settings: Value,
     publisher: Publisher,
     key: EncodingKey,
 }
@@ -54,12 +61,18 @@ pub struct User {
 }
 
 pub async fn spawn(instances: usize) -> TestChat {
+    spawn_with(instances, json!({})).await
+}
+
+/// As [`spawn`], with settings of the test's own on top.
+pub async fn spawn_with(instances: usize, overrides: Value) -> TestChat {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let keys = keys_dir();
     let amqp = env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
     let mut started = Vec::new();
+    let mut shared = Value::Null;
     for n in 0..instances {
-        let config = Config::load_with(json!({
+        let mut settings = json!({
             "http_port": 0,
             "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
             "mongodb_database": format!("chat_test_{id}"),
@@ -70,10 +83,14 @@ pub async fn spawn(instances: usize) -> TestChat {
             "instance_id": format!("chat-test-{id}-{n}"),
             "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
             "shutdown_timeout_secs": 2,
-        "amqp_queue_type": "classic",
-        "amqp_queue_expires_secs": 600,
-        }))
-        .expect("test config is valid");
+            "amqp_queue_type": "classic",
+            "amqp_queue_expires_secs": 600,
+        });
+        if let (Some(settings), Some(extra)) = (settings.as_object_mut(), overrides.as_object()) {
+            settings.extend(extra.clone());
+        }
+        shared = settings.clone();
+        let config = Config::load_with(settings).expect("test config is valid");
         let app = Application::build(config).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_token();
@@ -89,6 +106,7 @@ pub async fn spawn(instances: usize) -> TestChat {
     let chat = TestChat {
         instances: started,
         client: reqwest::Client::new(),
+        settings: shared,
         publisher: Publisher::new(broker, Metrics::new("chat-tests")),
         key: EncodingKey::from_ed_pem(&pem).expect("Ed25519 key"),
     };
@@ -99,6 +117,54 @@ pub async fn spawn(instances: usize) -> TestChat {
 }
 
 impl TestChat {
+    /// One more instance as a separate `chat-svc` process (which a test can
+    /// kill outright), configured through the environment like production.
+    pub async fn process(&self, overrides: Value) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let mut settings = self.settings.clone();
+        let map = settings.as_object_mut().expect("settings object");
+        if let Some(extra) = overrides.as_object() {
+            map.extend(extra.clone());
+        }
+        map.insert("http_port".into(), port.into());
+        map.insert(
+            "instance_id".into(),
+            format!("chat-process-{}", uuid::Uuid::new_v4().simple()).into(),
+        );
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chat-svc"));
+        for (key, value) in map.iter() {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            command.env(key.to_uppercase(), value);
+        }
+        let child = command
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chat-svc binary starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self
+            .client
+            .get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "process not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Process { child, address }
+    }
+
     pub fn url(&self, instance: usize, path: &str) -> String {
         format!("{}{}", self.instances[instance].address, path)
     }
@@ -217,6 +283,42 @@ impl TestChat {
         .await;
     }
 
+    /// The sum of a Prometheus counter's series whose labels contain every
+    /// one of `label_filters` (`collection="chats"`...) or, with several
+    /// alternatives, any of them.
+    pub async fn counter(&self, instance: usize, name: &str, any_of: &[&str]) -> f64 {
+        let text = self
+            .client
+            .get(self.url(instance, "/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| any_of.is_empty() || any_of.iter().any(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// MongoDB commands an instance sent for chat data (background work
+    /// such as the outbox relay and the revocation poll is left out).
+    pub async fn chat_data_reads(&self, instance: usize) -> f64 {
+        self.counter(
+            instance,
+            "db_operations_total",
+            &[
+                "collection=\"chats\"",
+                "collection=\"messages\"",
+                "collection=\"read_markers\"",
+                "collection=\"users\"",
+            ],
+        )
+        .await
+    }
+
     pub async fn post(
         &self,
         instance: usize,
@@ -274,7 +376,13 @@ impl TestChat {
 
     /// A socket authenticated by header, after its `ready` frame.
     pub async fn socket(&self, instance: usize, user: &User) -> Socket {
-        let url = self.url(instance, "/ws").replacen("http", "ws", 1);
+        self.socket_at(&self.instances[instance].address, user)
+            .await
+    }
+
+    /// As [`TestChat::socket`], on the instance at `address`.
+    pub async fn socket_at(&self, address: &str, user: &User) -> Socket {
+        let url = format!("{address}/ws").replacen("http", "ws", 1);
         let mut req = url.into_client_request().unwrap();
         req.headers_mut().insert(
             "authorization",
@@ -318,7 +426,11 @@ impl Socket {
 
     /// The next frame of one type within 5 s, skipping others.
     pub async fn next_of(&mut self, kind: &str) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        self.next_of_within(kind, Duration::from_secs(5)).await
+    }
+
+    pub async fn next_of_within(&mut self, kind: &str, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let f = self.next_frame_within(left).await?;

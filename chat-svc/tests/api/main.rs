@@ -5,7 +5,9 @@
     reason = "test helpers fail loudly; a panic is the assertion"
 )]
 
+mod cache;
 mod chats;
 mod health;
 mod helpers;
+mod presence;
 mod realtime;

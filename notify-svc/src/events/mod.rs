@@ -1,1 +1,109 @@
-//! Events notify-svc publishes (through the outbox) and consumes.
+//! The two queues notify-svc consumes, one handler for both:
+//! `notify-svc.chat` (messages, read markers, membership, chat names) and
+//! `notify-svc.auth` (users and security events).
+
+use broker::consumer::HandlerError;
+use broker::events::DecodedEnvelope;
+use broker::{Event, Handler};
+
+use crate::domain::notifier::Notifier;
+use crate::storage::replica::UserDoc;
+
+pub struct NotifyHandler {
+    pub notifier: Notifier,
+}
+
+impl Handler for NotifyHandler {
+    async fn handle(&self, event: &DecodedEnvelope) -> Result<(), HandlerError> {
+        let n = &self.notifier;
+        let id = event.id.simple().to_string();
+        match &event.data {
+            Event::MessageCreated(e) => n.message_created(&id, e).await,
+            Event::ReadMarked(e) => n.read(&e.user_id, &e.chat_id, &e.message_id).await,
+            Event::MemberRemoved(e) => n.left(&e.user_id, &e.chat_id).await,
+            Event::ChatCreated(e) => n.chat_changed(&e.chat).await,
+            Event::ChatUpdated(e) => n.chat_changed(&e.chat).await,
+            Event::UserRegistered(u) => {
+                user(
+                    n,
+                    &u.user_id,
+                    &u.username,
+                    &u.display_name,
+                    &u.email,
+                    u.profile_version,
+                )
+                .await
+            }
+            Event::UserUpdated(u) => {
+                user(
+                    n,
+                    &u.user_id,
+                    &u.username,
+                    &u.display_name,
+                    &u.email,
+                    u.profile_version,
+                )
+                .await
+            }
+            Event::MfaEnabled(e) => {
+                n.security(
+                    &id,
+                    &e.user_id,
+                    "two-factor authentication turned on",
+                    "Two-factor authentication was turned on for your account.",
+                )
+                .await
+            }
+            Event::MfaDisabled(e) => {
+                n.security(
+                    &id,
+                    &e.user_id,
+                    "two-factor authentication turned off",
+                    "Two-factor authentication was turned off for your account.",
+                )
+                .await
+            }
+            Event::RecoveryCodeUsed(e) => {
+                let detail = format!(
+                    "A recovery code was used to sign in to your account. {} recovery code{} left.",
+                    e.remaining,
+                    if e.remaining == 1 { " is" } else { "s are" }
+                );
+                n.security(&id, &e.user_id, "recovery code used", &detail)
+                    .await
+            }
+            Event::LoginSucceeded(e) if e.new_device => {
+                let device = crate::domain::mail::clean_line(
+                    e.user_agent.as_deref().unwrap_or("an unknown browser"),
+                );
+                let detail = format!(
+                    "Your account was signed in from a new device: {device}, from address {}.",
+                    e.ip.as_deref().unwrap_or("unknown")
+                );
+                n.security(&id, &e.user_id, "sign-in from a new device", &detail)
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn user(
+    n: &Notifier,
+    id: &str,
+    username: &str,
+    display_name: &str,
+    email: &str,
+    version: i64,
+) -> Result<(), HandlerError> {
+    n.replica
+        .upsert_user(&UserDoc {
+            id: id.to_owned(),
+            username: username.to_owned(),
+            display_name: display_name.to_owned(),
+            email: email.to_owned(),
+            profile_version: version,
+        })
+        .await
+        .map_err(|e| HandlerError::Transient(e.into()))
+}

@@ -22,6 +22,8 @@ pub struct PreferencesBody {
     email_delay_seconds: u32,
     #[validate(length(max = 1000, message = "at most 1000 muted chats"))]
     muted_chat_ids: Vec<String>,
+    /// Whether pushes show a preview of the message (default true).
+    push_previews: Option<bool>,
 }
 
 /// The caller's preferences (defaults until saved).
@@ -61,6 +63,7 @@ pub async fn put_preferences(
         email: body.email,
         email_delay_seconds: body.email_delay_seconds,
         muted_chat_ids: muted,
+        push_previews: body.push_previews.unwrap_or(true),
     };
     state.preferences.put(&caller.user_id, &preferences).await?;
     Ok(HttpResponse::Ok().json(preferences))

@@ -21,9 +21,30 @@ fn keys_dir() -> String {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let keys = keys_dir();
-    let config = Config::load_with(serde_json::json!({
+    spawn_with(&new_test_id(), serde_json::json!({})).await
+}
+
+pub fn new_test_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// An instance for test `id` (instances of one test share its database,
+/// Redis prefix and queues), with settings of the test's own on top.
+pub async fn spawn_with(id: &str, overrides: serde_json::Value) -> TestApp {
+    let config = Config::load_with(settings(id, overrides)).expect("test config is valid");
+    start(config).await
+}
+
+fn settings(id: &str, overrides: serde_json::Value) -> serde_json::Value {
+    let mut settings = base_settings(id, &keys_dir());
+    if let (Some(s), Some(extra)) = (settings.as_object_mut(), overrides.as_object()) {
+        s.extend(extra.clone());
+    }
+    settings
+}
+
+fn base_settings(id: &str, keys: &str) -> serde_json::Value {
+    serde_json::json!({
         "http_port": 0,
         "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
         "mongodb_database": format!("notify_test_{id}"),
@@ -31,7 +52,7 @@ pub async fn spawn_app() -> TestApp {
         "redis_prefix": format!("test-{id}:"),
         "amqp_url": env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
         "amqp_prefix": format!("test-{id}."),
-        "instance_id": format!("notify-test-{id}"),
+        "instance_id": format!("notify-test-{id}-{}", new_test_id()),
         "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
         "smtp_url": env_or("TEST_SMTP_URL", "smtp://127.0.0.1:2525"),
         "vapid_private_key_file": format!("{keys}/vapid-private.pem"),
@@ -39,8 +60,29 @@ pub async fn spawn_app() -> TestApp {
         "shutdown_timeout_secs": 2,
         "amqp_queue_type": "classic",
         "amqp_queue_expires_secs": 600,
-    }))
-    .expect("test config is valid");
+        "retry_schedule": "fast",
+        "digest_poll_ms": 200,
+    })
+}
+
+/// The settings of [`spawn_with`], as environment variables for a
+/// `notify-svc` process.
+pub fn settings_env(id: &str, overrides: serde_json::Value) -> Vec<(String, String)> {
+    settings(id, overrides)
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.to_uppercase(), v)
+        })
+        .collect()
+}
+
+async fn start(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();

@@ -3,4 +3,6 @@
 
 mod health;
 mod helpers;
+mod notify;
 mod preferences;
+mod world;

@@ -1,0 +1,227 @@
+//! Email: the texts (plain and HTML, user-supplied text escaped) and the
+//! SMTP transport (lettre). Mail is written to the `mail_jobs` collection
+//! first and sent by the mail worker, so an accepted event never loses its
+//! email and a failing SMTP server only delays it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
+
+/// One email, ready to send.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Mail {
+    pub to_email: String,
+    pub to_name: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A name safe for a header and a one-line text: no control characters
+/// (CR/LF would start a new header), bounded length.
+pub fn clean_line(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(100)
+        .collect();
+    cleaned.trim().to_owned()
+}
+
+/// The first `max` characters of a message, on one line.
+pub fn preview(content: &str, max: usize) -> String {
+    let one_line = clean_line(&content.split_whitespace().collect::<Vec<_>>().join(" "));
+    if one_line.chars().count() > max {
+        let cut: String = one_line.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+fn page(title: &str, body_html: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body style=\"font-family:sans-serif\">{body_html}</body></html>",
+        escape_html(title)
+    )
+}
+
+/// One chat's part of a digest.
+#[derive(Debug, Clone)]
+pub struct DigestChat {
+    pub title: String,
+    pub count: usize,
+    /// `(sender, preview)`, oldest first, at most a few.
+    pub samples: Vec<(String, String)>,
+}
+
+pub fn digest(to_email: &str, to_name: &str, chats: &[DigestChat]) -> Mail {
+    let total: usize = chats.iter().map(|c| c.count).sum();
+    let subject = if chats.len() == 1 {
+        format!(
+            "{total} unread message{} in {}",
+            if total == 1 { "" } else { "s" },
+            clean_line(&chats[0].title)
+        )
+    } else {
+        format!("{total} unread messages in {} chats", chats.len())
+    };
+    let mut text = format!(
+        "Hello {},\n\nyou have unread messages:\n",
+        clean_line(to_name)
+    );
+    let mut html = format!(
+        "<p>Hello {},</p><p>you have unread messages:</p>",
+        escape_html(&clean_line(to_name))
+    );
+    for chat in chats {
+        text.push_str(&format!(
+            "\n{} ({} unread)\n",
+            clean_line(&chat.title),
+            chat.count
+        ));
+        html.push_str(&format!(
+            "<h3>{} ({} unread)</h3><ul>",
+            escape_html(&clean_line(&chat.title)),
+            chat.count
+        ));
+        for (sender, preview) in &chat.samples {
+            text.push_str(&format!("  {}: {}\n", clean_line(sender), preview));
+            html.push_str(&format!(
+                "<li><b>{}</b>: {}</li>",
+                escape_html(&clean_line(sender)),
+                escape_html(preview)
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    text.push_str("\nChange how often you get these in your notification settings.\n");
+    html.push_str("<p>Change how often you get these in your notification settings.</p>");
+    Mail {
+        to_email: to_email.to_owned(),
+        to_name: clean_line(to_name),
+        html: page(&subject, &html),
+        subject,
+        text,
+    }
+}
+
+/// A security notice; `what` and `detail` are ours, not user-supplied.
+pub fn security(to_email: &str, to_name: &str, what: &str, detail: &str) -> Mail {
+    let subject = format!("Security notice: {what}");
+    let name = clean_line(to_name);
+    let text = format!(
+        "Hello {name},\n\n{detail}\n\nIf this was not you, change your password and review your sessions now.\n"
+    );
+    let html = format!(
+        "<p>Hello {},</p><p>{}</p><p>If this was not you, change your password and review your sessions now.</p>",
+        escape_html(&name),
+        escape_html(detail)
+    );
+    Mail {
+        to_email: to_email.to_owned(),
+        to_name: name,
+        html: page(&subject, &html),
+        subject,
+        text,
+    }
+}
+
+/// Sends over SMTP.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl Mailer {
+    /// `smtp://host:port` (plain, for a local relay or sink), `smtp://...?tls=required`
+    /// (STARTTLS) or `smtps://` (TLS).
+    pub fn new(url: &SecretString, from: &str) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+            .context("smtp_url")?
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        let from = from.parse().context("mail_from is not an address")?;
+        Ok(Self { transport, from })
+    }
+
+    /// Sends `mail`; `message_id` is stable across retries, so a resend after
+    /// a crash carries the same Message-ID and mail clients fold the copies.
+    pub async fn send(&self, mail: &Mail, message_id: &str) -> anyhow::Result<()> {
+        let to = Mailbox::new(
+            Some(clean_line(&mail.to_name)).filter(|n| !n.is_empty()),
+            mail.to_email.parse().context("recipient address")?,
+        );
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(clean_line(&mail.subject))
+            .message_id(Some(format!("<{message_id}@notify-svc>")))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(mail.text.clone()),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(mail.html.clone()),
+                    ),
+            )
+            .context("build message")?;
+        self.transport.send(message).await.context("SMTP send")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_is_escaped_in_html_and_names_cannot_inject_headers() {
+        let mail = digest(
+            "a@example.com",
+            "Eve\r\nBcc: victim@example.com",
+            &[DigestChat {
+                title: "<script>alert(1)</script>".into(),
+                count: 1,
+                samples: vec![("Mallory".into(), "<img src=x onerror=alert(1)>".into())],
+            }],
+        );
+        assert!(!mail.html.contains("<script>"));
+        assert!(!mail.html.contains("<img"));
+        assert!(mail.html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(!mail.to_name.contains('\n') && !mail.to_name.contains('\r'));
+        assert!(!mail.subject.contains('\n'));
+    }
+
+    #[test]
+    fn previews_are_one_line_and_bounded() {
+        assert_eq!(preview("a\nb\tc", 10), "a b c");
+        assert_eq!(preview(&"x".repeat(200), 5), "xxxxx…");
+    }
+}

@@ -1,0 +1,306 @@
+//! Who is notified of what. Every effect is keyed by the event id (a
+//! notification `<event>:<user>`, a digest item `<user>:<message>`, a push
+//! delivery `<event>:<subscription>`, a mail job `security:<event>`), so an
+//! event handled twice (redelivery, retry after a partial failure, a crash
+//! before the ack) has each effect once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use broker::consumer::HandlerError;
+use broker::events::chat::{ChatSnapshot, MessageCreated};
+use futures_util::future::join_all;
+use mongodb::bson::DateTime;
+use tokio::sync::Notify;
+
+use super::mail::{self, preview};
+use super::push::{Outcome, PushSender, SubscriptionKeys};
+use crate::storage::digests::{DigestItem, Digests};
+use crate::storage::mail_jobs::MailJobs;
+use crate::storage::notifications::{NotificationDoc, Notifications};
+use crate::storage::preferences::PreferencesStore;
+use crate::storage::replica::{ChatDoc, Replica};
+use crate::storage::subscriptions::Subscriptions;
+
+#[derive(Clone)]
+pub struct Notifier {
+    pub replica: Replica,
+    pub preferences: PreferencesStore,
+    pub notifications: Notifications,
+    pub subscriptions: Subscriptions,
+    pub digests: Digests,
+    pub mail_jobs: MailJobs,
+    pub push: PushSender,
+    /// Wakes the mail worker when a mail job is enqueued.
+    pub mail_wakeup: Arc<Notify>,
+}
+
+fn transient(e: impl Into<anyhow::Error>) -> HandlerError {
+    HandlerError::Transient(e.into())
+}
+
+/// Lower-cased usernames mentioned as `@username` (at the start or after a
+/// non-word character).
+pub fn mentions(content: &str) -> HashSet<String> {
+    let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '.' || c == '-';
+    let mut found = HashSet::new();
+    let mut previous: Option<char> = None;
+    for (i, c) in content.char_indices() {
+        if c == '@' && !previous.is_some_and(|p| p.is_alphanumeric() || p == '_') {
+            let rest = &content[i + 1..];
+            let end = rest.find(|ch: char| !is_name(ch)).unwrap_or(rest.len());
+            let name = rest[..end].trim_end_matches(['.', '-']);
+            if !name.is_empty() {
+                found.insert(name.to_lowercase());
+            }
+        }
+        previous = Some(c);
+    }
+    found
+}
+
+struct PushTarget {
+    user: String,
+    payload: Vec<u8>,
+}
+
+impl Notifier {
+    pub async fn chat_changed(&self, chat: &ChatSnapshot) -> Result<(), HandlerError> {
+        self.replica
+            .upsert_chat(&ChatDoc {
+                id: chat.id.clone(),
+                name: chat.name.clone(),
+                is_group: chat.is_group,
+                version: chat.version,
+            })
+            .await
+            .map_err(transient)
+    }
+
+    /// In-app notifications, digest items and pushes for a new message.
+    pub async fn message_created(
+        &self,
+        event_id: &str,
+        e: &MessageCreated,
+    ) -> Result<(), HandlerError> {
+        let message = &e.message;
+        let recipients: Vec<String> = e
+            .member_ids
+            .iter()
+            .filter(|m| **m != message.sender_id)
+            .cloned()
+            .collect();
+        if recipients.is_empty() || message.deleted {
+            return Ok(());
+        }
+        let users = self.replica.users(&recipients).await.map_err(transient)?;
+        let chat = self.replica.chat(&e.chat_id).await.map_err(transient)?;
+        let sender = mail::clean_line(&message.sender.display_name);
+        let chat_title = match &chat {
+            Some(c) if c.is_group => c.name.clone().unwrap_or_else(|| "Group chat".into()),
+            _ => sender.clone(),
+        };
+        let mentioned = mentions(&message.content);
+        let arrived = chrono::DateTime::parse_from_rfc3339(&message.created_at)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+        let text = preview(&message.content, 140);
+
+        let mut pushes = Vec::new();
+        for user in &recipients {
+            let prefs = self.preferences.get(user).await.map_err(transient)?;
+            let is_mention = users
+                .get(user)
+                .is_some_and(|u| mentioned.contains(&u.username.to_lowercase()));
+            if prefs.muted(&e.chat_id) && !is_mention {
+                continue;
+            }
+            let (kind, title) = if is_mention {
+                ("mention", format!("{sender} mentioned you in {chat_title}"))
+            } else {
+                ("message", chat_title.clone())
+            };
+            self.notifications
+                .insert(&NotificationDoc {
+                    id: format!("{event_id}:{user}"),
+                    user_id: user.clone(),
+                    kind: kind.into(),
+                    chat_id: Some(e.chat_id.clone()),
+                    message_id: Some(message.id.clone()),
+                    title: title.clone(),
+                    body: format!("{sender}: {text}"),
+                    created_at: DateTime::from_millis(arrived),
+                    read_at: None,
+                })
+                .await
+                .map_err(transient)?;
+            if prefs.email {
+                let due = arrived + i64::from(prefs.email_delay_seconds) * 1000;
+                self.digests
+                    .add(&DigestItem {
+                        id: format!("{user}:{}", message.id),
+                        user_id: user.clone(),
+                        chat_id: e.chat_id.clone(),
+                        chat_title: chat_title.clone(),
+                        message_id: message.id.clone(),
+                        sender: sender.clone(),
+                        preview: text.clone(),
+                        due_at: DateTime::from_millis(due),
+                        batch: None,
+                    })
+                    .await
+                    .map_err(transient)?;
+            }
+            if prefs.push {
+                let body = if prefs.push_previews {
+                    format!("{sender}: {}", preview(&message.content, 80))
+                } else {
+                    format!("New message from {sender}")
+                };
+                let payload = serde_json::json!({
+                    "kind": kind,
+                    "title": title,
+                    "body": body,
+                    "chatId": e.chat_id,
+                    "messageId": message.id,
+                });
+                pushes.push(PushTarget {
+                    user: user.clone(),
+                    payload: payload.to_string().into_bytes(),
+                });
+            }
+        }
+        self.push_all(event_id, pushes).await
+    }
+
+    /// Pushes to every subscription of every target, concurrently; a
+    /// subscription already reached for this event is skipped. Fails
+    /// (transiently, for the retry schedule) if any push should be retried.
+    async fn push_all(&self, event_id: &str, targets: Vec<PushTarget>) -> Result<(), HandlerError> {
+        let mut jobs = Vec::new();
+        for target in &targets {
+            let subs = self
+                .subscriptions
+                .of_user(&target.user)
+                .await
+                .map_err(transient)?;
+            for sub in subs {
+                let key = format!("{event_id}:{}", sub.id);
+                if self
+                    .subscriptions
+                    .delivered(&key)
+                    .await
+                    .map_err(transient)?
+                {
+                    continue;
+                }
+                jobs.push(async move {
+                    let keys = match SubscriptionKeys::parse(&sub.p256dh, &sub.auth) {
+                        Ok(k) => k,
+                        Err(_) => return (key, sub.id, Outcome::Rejected(0)),
+                    };
+                    let outcome = self.push.send(&sub.endpoint, &keys, &target.payload).await;
+                    (key, sub.id, outcome)
+                });
+            }
+        }
+        let mut retry = None;
+        for (key, sub_id, outcome) in join_all(jobs).await {
+            match outcome {
+                Outcome::Delivered => {
+                    self.subscriptions
+                        .record_delivery(&key)
+                        .await
+                        .map_err(transient)?;
+                }
+                Outcome::Gone => {
+                    tracing::info!(subscription = %sub_id, "push subscription gone; deleted");
+                    self.subscriptions
+                        .forget(&sub_id)
+                        .await
+                        .map_err(transient)?;
+                }
+                Outcome::Rejected(status) => {
+                    tracing::warn!(subscription = %sub_id, status, "push refused; not retried");
+                    self.subscriptions
+                        .record_delivery(&key)
+                        .await
+                        .map_err(transient)?;
+                }
+                Outcome::Retry(why) => {
+                    tracing::warn!(subscription = %sub_id, reason = %why, "push failed; will retry");
+                    retry = Some(why);
+                }
+            }
+        }
+        match retry {
+            Some(why) => Err(transient(anyhow!("push to be retried: {why}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn read(&self, user: &str, chat: &str, message_id: &str) -> Result<(), HandlerError> {
+        self.digests
+            .read_up_to(user, chat, message_id)
+            .await
+            .map(|_| ())
+            .map_err(transient)
+    }
+
+    pub async fn left(&self, user: &str, chat: &str) -> Result<(), HandlerError> {
+        self.digests.left(user, chat).await.map_err(transient)
+    }
+
+    /// A security notice: in the feed and by email, whatever the preferences.
+    pub async fn security(
+        &self,
+        event_id: &str,
+        user_id: &str,
+        what: &str,
+        detail: &str,
+    ) -> Result<(), HandlerError> {
+        let Some(user) = self.replica.user(user_id).await.map_err(transient)? else {
+            // user.registered comes first on the same queue; a retry finds it.
+            return Err(transient(anyhow!("user {user_id} not known yet")));
+        };
+        self.notifications
+            .insert(&NotificationDoc {
+                id: format!("{event_id}:{user_id}"),
+                user_id: user_id.to_owned(),
+                kind: "security".into(),
+                chat_id: None,
+                message_id: None,
+                title: format!("Security notice: {what}"),
+                body: detail.to_owned(),
+                created_at: DateTime::now(),
+                read_at: None,
+            })
+            .await
+            .map_err(transient)?;
+        self.mail_jobs
+            .enqueue(
+                &format!("security-{event_id}"),
+                mail::security(&user.email, &user.display_name, what, detail),
+            )
+            .await
+            .map_err(transient)?;
+        self.mail_wakeup.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_are_found_at_word_starts_only() {
+        let m = mentions("hi @Alice and @bob_2, mail me at carol@example.com; @dave.");
+        assert!(m.contains("alice"));
+        assert!(m.contains("bob_2"));
+        assert!(m.contains("dave"));
+        assert!(!m.contains("example.com"));
+        assert_eq!(m.len(), 3);
+    }
+}
