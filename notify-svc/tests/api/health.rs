@@ -25,3 +25,32 @@ async fn unknown_routes_get_a_problem_with_every_security_header() {
         assert_eq!(resp.headers()[*name], *value, "{name}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, method) in [
+        ("/api/notifications", "get"),
+        ("/api/notifications/{id}/read", "post"),
+        ("/api/notifications/push-subscriptions", "post"),
+        ("/api/notifications/push-subscriptions/{id}", "delete"),
+        ("/api/notifications/vapid-public-key", "get"),
+        ("/api/notifications/preferences", "get"),
+        ("/api/notifications/preferences", "put"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+}
