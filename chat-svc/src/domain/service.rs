@@ -208,7 +208,7 @@ impl ChatService {
         ids.extend(latest_docs.iter().map(|m| m.sender_id.clone()));
         ids.sort();
         ids.dedup();
-        let profiles = self.profiles(&ids).await?;
+        let profiles = self.users.profiles_fresh(&ids).await?;
         let latest: HashMap<&str, &MessageDoc> =
             latest_docs.iter().map(|m| (m.id.as_str(), m)).collect();
         let mut out = Vec::with_capacity(chats.len());
@@ -484,7 +484,7 @@ impl ChatService {
         let mut senders: Vec<String> = page.iter().map(|m| m.sender_id.clone()).collect();
         senders.sort();
         senders.dedup();
-        let profiles = self.profiles(&senders).await?;
+        let profiles = self.users.profiles_fresh(&senders).await?;
         let views = page
             .iter()
             .map(|m| {

@@ -75,22 +75,46 @@ impl Users {
         Ok(())
     }
 
-    /// Profiles by id; unknown ids are absent from the map.
+    /// Profiles by id, from this process's copy when under a second old;
+    /// unknown ids are absent from the map. For event snapshots and live
+    /// frames, where a second of lag is harmless.
     pub async fn profiles(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, ProfileSnapshot>, mongodb::error::Error> {
+        self.lookup(ids, true).await
+    }
+
+    /// Profiles read from MongoDB. Whatever goes into the shared read cache
+    /// is computed from these: another instance may have applied a profile
+    /// change (and bumped the cache generation) that this process's copy
+    /// has not seen yet.
+    pub async fn profiles_fresh(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, ProfileSnapshot>, mongodb::error::Error> {
+        self.lookup(ids, false).await
+    }
+
+    async fn lookup(
+        &self,
+        ids: &[String],
+        use_local: bool,
+    ) -> Result<HashMap<String, ProfileSnapshot>, mongodb::error::Error> {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
-        if let Ok(local) = self.local.read() {
-            for id in ids {
-                match local.get(id) {
-                    Some((u, at)) if at.elapsed() < LOCAL_TTL => {
-                        found.insert(id.clone(), u.profile());
+        match self.local.read() {
+            Ok(local) if use_local => {
+                for id in ids {
+                    match local.get(id) {
+                        Some((u, at)) if at.elapsed() < LOCAL_TTL => {
+                            found.insert(id.clone(), u.profile());
+                        }
+                        _ => missing.push(id.clone()),
                     }
-                    _ => missing.push(id.clone()),
                 }
             }
+            _ => missing.extend(ids.iter().cloned()),
         }
         if !missing.is_empty() {
             let docs: Vec<UserDoc> = self
