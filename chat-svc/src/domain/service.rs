@@ -600,7 +600,9 @@ impl ChatService {
             .get(chat_id, message_id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        if existing.sender_id != user && !chat.is_admin(user) {
+        // A group admin may delete anyone's message; in a 1:1 chat (whose
+        // two members are both recorded as admins) only the sender may.
+        if existing.sender_id != user && !(chat.is_group && chat.is_admin(user)) {
             return Err(ApiError::Forbidden);
         }
         let message = self

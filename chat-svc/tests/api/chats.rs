@@ -358,3 +358,35 @@ async fn a_profile_change_shows_in_chat_responses_within_two_seconds() {
         .iter()
         .any(|m| m["displayName"] == "Ola Renamed"));
 }
+
+#[tokio::test]
+async fn in_a_direct_chat_only_the_sender_deletes_a_message() {
+    let chat = spawn(1).await;
+    let ned = chat.user("ned").await;
+    let ola = chat.user("ola").await;
+    let r = chat
+        .post(0, "/api/chat", &ned, json!({"userId": ola.id}))
+        .await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let m = chat.send(0, &ned, &id, "mine").await;
+    let path = format!("/api/chat/{id}/messages/{}", m["id"].as_str().unwrap());
+    let by_other = chat
+        .client
+        .delete(chat.url(0, &path))
+        .bearer_auth(&ola.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_other.status(), 403);
+    let by_sender = chat
+        .client
+        .delete(chat.url(0, &path))
+        .bearer_auth(&ned.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_sender.status(), 200);
+}
