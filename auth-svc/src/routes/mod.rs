@@ -10,7 +10,6 @@ pub mod openapi;
 pub mod sessions;
 pub mod users;
 
-use actix_governor::Governor;
 use actix_web::{web, HttpRequest};
 
 use crate::config::AuthSettings;
@@ -53,22 +52,34 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState, ip_limits: &IpL
         .service(web::resource("/.well-known/jwks.json").get(jwks::jwks))
         .service(
             web::resource("/api/auth/register")
-                .wrap(Governor::new(register))
+                .wrap_fn({
+                    let limit = register.clone();
+                    move |req, srv| limits::limited(&limit, req, srv)
+                })
                 .post(auth::register),
         )
         .service(
             web::resource("/api/auth/login")
-                .wrap(Governor::new(login))
+                .wrap_fn({
+                    let limit = login.clone();
+                    move |req, srv| limits::limited(&limit, req, srv)
+                })
                 .post(auth::login),
         )
         .service(
             web::resource("/api/auth/login/mfa")
-                .wrap(Governor::new(login))
+                .wrap_fn({
+                    let limit = login.clone();
+                    move |req, srv| limits::limited(&limit, req, srv)
+                })
                 .post(auth::login_mfa),
         )
         .service(
             web::resource("/api/auth/refresh")
-                .wrap(Governor::new(refresh))
+                .wrap_fn({
+                    let limit = refresh.clone();
+                    move |req, srv| limits::limited(&limit, req, srv)
+                })
                 .post(auth::refresh),
         )
         .service(web::resource("/api/auth/logout").post(auth::logout))

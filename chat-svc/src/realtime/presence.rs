@@ -30,6 +30,10 @@ pub struct PresenceTracker {
     instance_users: String,
     instance: String,
     ttl_secs: i64,
+    /// Serialises this instance's presence changes and refreshes, so a quick
+    /// reconnect or a refresh racing a disconnect cannot leave Redis
+    /// disagreeing with the sockets actually open here.
+    transitions: Arc<tokio::sync::Mutex<()>>,
     publisher: Publisher,
     chats: Chats,
 }
@@ -54,13 +58,26 @@ impl PresenceTracker {
             instance_users: format!("{redis_prefix}presence-users:"),
             instance: instance.to_owned(),
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(30).max(3),
+            transitions: Arc::new(tokio::sync::Mutex::new(())),
             publisher,
             chats,
         }
     }
 
-    /// Marks the user present here; announces it if nobody else had them online.
-    pub async fn connected(&self, user: &str) {
+    /// Brings Redis in line with the sockets `user` has open here now
+    /// (call after a socket registers or unregisters): present, and
+    /// announced online if nobody had them online; or absent, and announced
+    /// offline if no instance has them any more.
+    pub async fn sync(&self, user: &str, hub: &Hub) {
+        let _serial = self.transitions.lock().await;
+        if hub.has_user(user) {
+            self.connected(user).await;
+        } else {
+            self.disconnected(user).await;
+        }
+    }
+
+    async fn connected(&self, user: &str) {
         let key = format!("{}{user}", self.prefix);
         let now = now_secs();
         let op = async {
@@ -92,8 +109,7 @@ impl PresenceTracker {
         }
     }
 
-    /// The user's last socket here closed; announces offline if none remain anywhere.
-    pub async fn disconnected(&self, user: &str) {
+    async fn disconnected(&self, user: &str) {
         let key = format!("{}{user}", self.prefix);
         let now = now_secs();
         let op = async {
@@ -174,6 +190,7 @@ impl PresenceTracker {
     }
 
     async fn refresh(&self, hub: &Hub) -> redis::RedisResult<()> {
+        let _serial = self.transitions.lock().await;
         let expiry = now_secs() + self.ttl_secs;
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();

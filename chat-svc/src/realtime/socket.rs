@@ -216,9 +216,8 @@ impl Connection {
         let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
         let (conn_id, first) = rt.hub.register(&user, &session_id, tx);
         if first {
-            let presence = rt.presence.clone();
-            let u = user.clone();
-            actix_web::rt::spawn(async move { presence.connected(&u).await });
+            let (presence, hub, u) = (rt.presence.clone(), rt.hub.clone(), user.clone());
+            actix_web::rt::spawn(async move { presence.sync(&u, &hub).await });
         }
         let ready = json!({"type": "ready", "userId": user, "sessionId": session_id}).to_string();
         let mut conn = Connection {
@@ -239,8 +238,8 @@ impl Connection {
             conn.serve(&mut rx, &mut stream).await
         };
         if rt.hub.unregister(&user, conn_id) {
-            let presence = rt.presence.clone();
-            actix_web::rt::spawn(async move { presence.disconnected(&user).await });
+            let (presence, hub) = (rt.presence.clone(), rt.hub.clone());
+            actix_web::rt::spawn(async move { presence.sync(&user, &hub).await });
         }
         if let Flow::Close(code, why) = outcome {
             close(session, code, why).await;

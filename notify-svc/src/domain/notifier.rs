@@ -151,6 +151,24 @@ impl Notifier {
                     })
                     .await
                     .map_err(transient)?;
+                // Events reach competing consumers in any order: a read
+                // marker already past this message cancels it. (The read
+                // handler sets the marker before deleting items, this one
+                // adds the item before reading the marker, so either way
+                // round one of them removes it.)
+                if let Some(marker) = self
+                    .digests
+                    .marker(user, &e.chat_id)
+                    .await
+                    .map_err(transient)?
+                {
+                    if marker >= message.id {
+                        self.digests
+                            .read_up_to(user, &e.chat_id, &marker)
+                            .await
+                            .map_err(transient)?;
+                    }
+                }
             }
             if prefs.push {
                 let body = if prefs.push_previews {
@@ -241,6 +259,10 @@ impl Notifier {
     }
 
     pub async fn read(&self, user: &str, chat: &str, message_id: &str) -> Result<(), HandlerError> {
+        self.digests
+            .set_marker(user, chat, message_id)
+            .await
+            .map_err(transient)?;
         self.digests
             .read_up_to(user, chat, message_id)
             .await

@@ -36,6 +36,7 @@ pub struct DigestItem {
 pub struct Digests {
     items: Collection<DigestItem>,
     leases: Collection<mongodb::bson::Document>,
+    markers: Collection<mongodb::bson::Document>,
 }
 
 impl Digests {
@@ -43,6 +44,7 @@ impl Digests {
         Self {
             items: db.collection("digest_items"),
             leases: db.collection("digest_leases"),
+            markers: db.collection("read_markers"),
         }
     }
 
@@ -89,6 +91,35 @@ impl Digests {
             )
             .await?
             .deleted_count)
+    }
+
+    /// Records how far `user` has read in `chat` (only ever forward).
+    pub async fn set_marker(
+        &self,
+        user: &str,
+        chat: &str,
+        message_id: &str,
+    ) -> Result<(), mongodb::error::Error> {
+        self.markers
+            .update_one(
+                doc! { "_id": format!("{user}:{chat}") },
+                doc! { "$max": { "messageId": message_id } },
+            )
+            .upsert(true)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn marker(
+        &self,
+        user: &str,
+        chat: &str,
+    ) -> Result<Option<String>, mongodb::error::Error> {
+        Ok(self
+            .markers
+            .find_one(doc! { "_id": format!("{user}:{chat}") })
+            .await?
+            .and_then(|d| d.get_str("messageId").ok().map(str::to_owned)))
     }
 
     /// The user left the chat: no digest about it.
