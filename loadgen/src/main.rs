@@ -1,0 +1,120 @@
+//! Load generator for the chat backend. Drives the real stack on loopback
+//! (directly or through the gateway) and reports latency, throughput, lost
+//! and duplicated deliveries, database operations per request and server
+//! CPU seconds per operation (read from /proc, since the generator shares
+//! the machine's cores with the services).
+//!
+//!   loadgen baseline [--duration 5] [--concurrency 32] [--sockets 50]
+//!   loadgen fanout   [--members 50] [--groups 1] [--rate 20] [--duration 10]
+//!   loadgen reads    [--chats 20] [--concurrency 32] [--duration 5] [--nocache URL]
+//!   loadgen idle     [--sockets 1000]
+//!   loadgen quick    (all of the above at a small scale, a couple of minutes)
+//!
+//! Common options: --auth URL (auth-svc, default http://127.0.0.1:8081),
+//! --chat URL (chat-svc or the gateway, default http://127.0.0.1:8082),
+//! --pids a,b (service processes to account CPU and memory to; default the
+//! chat-svc pids in .dev/run). Every URL must be loopback.
+
+mod baseline;
+mod scenarios;
+mod stats;
+mod users;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub struct Common {
+    pub auth: String,
+    pub chat: String,
+    pub pids: Vec<u32>,
+}
+
+fn loopback(url: &str) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("not a URL: {url}"))?;
+    let host = parsed.host_str().unwrap_or("");
+    let is_loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !is_loopback {
+        bail!("{url}: the load generator only targets loopback addresses");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// chat-svc processes started by ./dev (release or dev profile).
+fn default_pids() -> Vec<u32> {
+    let run = concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/run");
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("chat-svc-"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = pico_args::Arguments::from_env();
+    let scenario: String = args.free_from_str().unwrap_or_else(|_| "help".into());
+    let common = Common {
+        auth: loopback(&args.opt_value_from_str("--auth")?.unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()))?,
+        chat: loopback(&args.opt_value_from_str("--chat")?.unwrap_or_else(|| "http://127.0.0.1:8082".to_owned()))?,
+        pids: match args.opt_value_from_str::<_, String>("--pids")? {
+            Some(list) => list.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+            None => default_pids(),
+        },
+    };
+    let duration = args
+        .opt_value_from_str::<_, u64>("--duration")?
+        .map(Duration::from_secs);
+    let concurrency: Option<usize> = args.opt_value_from_str("--concurrency")?;
+    let sockets: Option<usize> = args.opt_value_from_str("--sockets")?;
+    let members: usize = args.opt_value_from_str("--members")?.unwrap_or(50);
+    let groups: usize = args.opt_value_from_str("--groups")?.unwrap_or(1);
+    let rate: f64 = args.opt_value_from_str("--rate")?.unwrap_or(20.0);
+    let chats: usize = args.opt_value_from_str("--chats")?.unwrap_or(20);
+    let nocache = args
+        .opt_value_from_str::<_, String>("--nocache")?
+        .map(|u| loopback(&u))
+        .transpose()?;
+    let rest = args.finish();
+    if !rest.is_empty() {
+        bail!("unknown arguments: {rest:?}");
+    }
+    let secs = |default: u64| duration.unwrap_or(Duration::from_secs(default));
+    match scenario.as_str() {
+        "baseline" => {
+            scenarios::baseline(secs(5), concurrency.unwrap_or(32), sockets.unwrap_or(50)).await?;
+        }
+        "fanout" => scenarios::fanout(&common, members, groups, rate, secs(10)).await?,
+        "reads" => {
+            scenarios::reads(&common, chats, concurrency.unwrap_or(32), secs(5), nocache.as_deref())
+                .await?
+        }
+        "idle" => scenarios::idle(&common, sockets.unwrap_or(1000)).await?,
+        "quick" => {
+            scenarios::baseline(Duration::from_secs(3), 32, 50).await?;
+            scenarios::fanout(&common, 10, 2, 20.0, Duration::from_secs(5)).await?;
+            scenarios::fanout(&common, 50, 1, 20.0, Duration::from_secs(5)).await?;
+            scenarios::reads(&common, 10, 16, Duration::from_secs(3), nocache.as_deref()).await?;
+            scenarios::idle(&common, 500).await?;
+        }
+        _ => {
+            let usage: Vec<&str> = include_str!("main.rs")
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .map(|l| l.trim_start_matches("//!").trim_start())
+                .collect();
+            println!("{}", usage.join("\n"));
+        }
+    }
+    Ok(())
+}
