@@ -28,7 +28,11 @@ async fn echo(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpRes
     Ok(res)
 }
 
-async fn join(req: HttpRequest, body: web::Payload, room: web::Data<Room>) -> actix_web::Result<HttpResponse> {
+async fn join(
+    req: HttpRequest,
+    body: web::Payload,
+    room: web::Data<Room>,
+) -> actix_web::Result<HttpResponse> {
     let (res, session, mut stream) = actix_ws::handle(&req, body)?;
     if let Ok(mut r) = room.lock() {
         r.push(session);

@@ -65,10 +65,21 @@ async fn main() -> anyhow::Result<()> {
     let mut args = pico_args::Arguments::from_env();
     let scenario: String = args.free_from_str().unwrap_or_else(|_| "help".into());
     let common = Common {
-        auth: loopback(&args.opt_value_from_str("--auth")?.unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()))?,
-        chat: loopback(&args.opt_value_from_str("--chat")?.unwrap_or_else(|| "http://127.0.0.1:8082".to_owned()))?,
+        auth: loopback(
+            &args
+                .opt_value_from_str("--auth")?
+                .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()),
+        )?,
+        chat: loopback(
+            &args
+                .opt_value_from_str("--chat")?
+                .unwrap_or_else(|| "http://127.0.0.1:8082".to_owned()),
+        )?,
         pids: match args.opt_value_from_str::<_, String>("--pids")? {
-            Some(list) => list.split(',').filter_map(|p| p.trim().parse().ok()).collect(),
+            Some(list) => list
+                .split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect(),
             None => default_pids(),
         },
     };
@@ -96,8 +107,14 @@ async fn main() -> anyhow::Result<()> {
         }
         "fanout" => scenarios::fanout(&common, members, groups, rate, secs(10)).await?,
         "reads" => {
-            scenarios::reads(&common, chats, concurrency.unwrap_or(32), secs(5), nocache.as_deref())
-                .await?
+            scenarios::reads(
+                &common,
+                chats,
+                concurrency.unwrap_or(32),
+                secs(5),
+                nocache.as_deref(),
+            )
+            .await?
         }
         "idle" => scenarios::idle(&common, sockets.unwrap_or(1000)).await?,
         "quick" => {

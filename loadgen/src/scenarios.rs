@@ -16,6 +16,9 @@ use crate::stats::{counter_sum, cpu_total, rss_kib, Latencies};
 use crate::users::{connect, register, wait_known, User};
 use crate::{baseline, Common};
 
+/// Per socket: (message number, arrival time).
+type Arrivals = Arc<Mutex<Vec<Vec<(u64, Instant)>>>>;
+
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -25,13 +28,23 @@ fn http() -> reqwest::Client {
 }
 
 /// Closed loop: `concurrency` workers repeat `GET url` for `duration`.
-async fn hammer(url: &str, token: Option<&str>, concurrency: usize, duration: Duration) -> (Latencies, u64, u64) {
+async fn hammer(
+    url: &str,
+    token: Option<&str>,
+    concurrency: usize,
+    duration: Duration,
+) -> (Latencies, u64, u64) {
     let client = http();
     let end = Instant::now() + duration;
     let errors = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, url, token, errors) = (client.clone(), url.to_owned(), token.map(str::to_owned), errors.clone());
+            let (client, url, token, errors) = (
+                client.clone(),
+                url.to_owned(),
+                token.map(str::to_owned),
+                errors.clone(),
+            );
             tokio::spawn(async move {
                 let mut lat = Latencies::new();
                 while Instant::now() < end {
@@ -65,12 +78,19 @@ async fn hammer(url: &str, token: Option<&str>, concurrency: usize, duration: Du
 }
 
 /// Scenario 1: the ceilings.
-pub async fn baseline(duration: Duration, concurrency: usize, sockets: usize) -> anyhow::Result<f64> {
+pub async fn baseline(
+    duration: Duration,
+    concurrency: usize,
+    sockets: usize,
+) -> anyhow::Result<f64> {
     let base = baseline::start(2)?;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (lat, n, _) = hammer(&format!("{base}/ok"), None, concurrency, duration).await;
     let rps = n as f64 / duration.as_secs_f64();
-    println!("== baseline: trivial actix-web handler, {concurrency} clients, {}s", duration.as_secs());
+    println!(
+        "== baseline: trivial actix-web handler, {concurrency} clients, {}s",
+        duration.as_secs()
+    );
     println!("   {rps:.0} req/s; {}", lat.summary());
 
     // actix-ws echo: one socket per client, send and await the echo.
@@ -81,7 +101,9 @@ pub async fn baseline(duration: Duration, concurrency: usize, sockets: usize) ->
             let url = format!("{ws_base}/echo");
             tokio::spawn(async move {
                 let mut lat = Latencies::new();
-                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { return lat };
+                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+                    return lat;
+                };
                 while Instant::now() < end {
                     let t = Instant::now();
                     if ws.send(Message::Text("ping".into())).await.is_err() {
@@ -103,7 +125,11 @@ pub async fn baseline(duration: Duration, concurrency: usize, sockets: usize) ->
         }
     }
     println!("== baseline: actix-ws echo, {concurrency} sockets");
-    println!("   {:.0} round trips/s; {}", echo.count() as f64 / duration.as_secs_f64(), echo.summary());
+    println!(
+        "   {:.0} round trips/s; {}",
+        echo.count() as f64 / duration.as_secs_f64(),
+        echo.summary()
+    );
 
     // In-process broadcast to N sockets: deliveries per second.
     let received = Arc::new(AtomicU64::new(0));
@@ -114,10 +140,12 @@ pub async fn baseline(duration: Duration, concurrency: usize, sockets: usize) ->
         let (received, lat) = (received.clone(), lat.clone());
         readers.push(tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = ws.next().await {
-                if let Some(sent) = t.parse::<u128>().ok() {
+                if let Ok(sent) = t.parse::<u128>() {
                     let now = now_micros();
                     if let Ok(mut l) = lat.lock() {
-                        l.record(Duration::from_micros(u64::try_from(now.saturating_sub(sent)).unwrap_or(0)));
+                        l.record(Duration::from_micros(
+                            u64::try_from(now.saturating_sub(sent)).unwrap_or(0),
+                        ));
                     }
                 }
                 received.fetch_add(1, Ordering::Relaxed);
@@ -129,13 +157,20 @@ pub async fn baseline(duration: Duration, concurrency: usize, sockets: usize) ->
     let start = Instant::now();
     let mut sent = 0u64;
     while start.elapsed() < duration {
-        let _ = client.post(format!("{base}/room")).body(now_micros().to_string()).send().await;
+        let _ = client
+            .post(format!("{base}/room"))
+            .body(now_micros().to_string())
+            .send()
+            .await;
         sent += 1;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_sec = received.load(Ordering::Relaxed) as f64 / duration.as_secs_f64();
     println!("== baseline: in-process broadcast to {sockets} sockets ({sent} messages)");
-    println!("   {per_sec:.0} deliveries/s; {}", lat.lock().map(|l| l.summary()).unwrap_or_default());
+    println!(
+        "   {per_sec:.0} deliveries/s; {}",
+        lat.lock().map(|l| l.summary()).unwrap_or_default()
+    );
     for r in readers {
         r.abort();
     }
@@ -153,7 +188,13 @@ fn now_micros() -> u128 {
 /// connected; `rate` messages per second in total, open loop: each POST
 /// starts at its intended time whatever happened to the previous ones, and
 /// latency runs from that intended time to receipt on each member socket.
-pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, duration: Duration) -> anyhow::Result<()> {
+pub async fn fanout(
+    c: &Common,
+    members: usize,
+    groups: usize,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let client = http();
     let users = register(&c.auth, members * groups).await?;
     wait_known(&client, &c.chat, &users).await?;
@@ -170,7 +211,7 @@ pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, durati
         chat_ids.push(body["id"].as_str().context("group id")?.to_owned());
     }
     // Every member's socket records (message number, arrival).
-    let arrivals: Arc<Mutex<Vec<Vec<(u64, Instant)>>>> = Arc::new(Mutex::new(vec![Vec::new(); users.len()]));
+    let arrivals: Arrivals = Arc::new(Mutex::new(vec![Vec::new(); users.len()]));
     let mut readers = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut ws = connect(&c.chat, &u.token).await?;
@@ -181,7 +222,12 @@ pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, durati
                     if !t.contains("\"message.created\"") {
                         continue;
                     }
-                    if let Some(k) = t.split("bench#").nth(1).and_then(|r| r.split('"').next()).and_then(|k| k.parse().ok()) {
+                    if let Some(k) = t
+                        .split("bench#")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .and_then(|k| k.parse().ok())
+                    {
                         let at = Instant::now();
                         if let Ok(mut a) = arrivals.lock() {
                             a[i].push((k, at));
@@ -191,18 +237,39 @@ pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, durati
             }
         }));
     }
+    // Warm-up (connection pools, first-use paths), not counted.
+    for (g, chat) in chat_ids.iter().enumerate() {
+        for n in 0..3 {
+            let _ = client
+                .post(format!("{}/api/chat/{chat}/messages", c.chat))
+                .bearer_auth(&users[g * members + n % members].token)
+                .json(&json!({"content": format!("warm-up {n}")}))
+                .send()
+                .await;
+        }
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let cpu_before = cpu_total(&c.pids);
     let start = Instant::now() + Duration::from_millis(100);
-    let intended: Arc<Vec<Instant>> = Arc::new((0..total).map(|k| start + Duration::from_secs_f64(k as f64 / rate)).collect());
+    let intended: Arc<Vec<Instant>> = Arc::new(
+        (0..total)
+            .map(|k| start + Duration::from_secs_f64(k as f64 / rate))
+            .collect(),
+    );
     let failed = Arc::new(AtomicU64::new(0));
     let mut posts = Vec::new();
     let users = Arc::new(users);
     for k in 0..total {
         let g = (k as usize) % groups;
         let sender = g * members + (k as usize / groups) % members;
-        let (client, users, chat, failed, at) = (client.clone(), users.clone(), format!("{}/api/chat/{}/messages", c.chat, chat_ids[g]), failed.clone(), intended[k as usize]);
+        let (client, users, chat, failed, at) = (
+            client.clone(),
+            users.clone(),
+            format!("{}/api/chat/{}/messages", c.chat, chat_ids[g]),
+            failed.clone(),
+            intended[k as usize],
+        );
         posts.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let r = client
@@ -247,7 +314,11 @@ pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, durati
     }
     let expected = total * members as u64;
     let per_sec = delivered as f64 / elapsed.as_secs_f64();
-    println!("== fan-out: {groups} group(s) of {members}, {rate} messages/s for {}s via {}", duration.as_secs(), c.chat);
+    println!(
+        "== fan-out: {groups} group(s) of {members}, {rate} messages/s for {}s via {}",
+        duration.as_secs(),
+        c.chat
+    );
     println!(
         "   {delivered} of {expected} deliveries, lost {}, duplicated {duplicates}, failed posts {}",
         expected.saturating_sub(delivered),
@@ -266,17 +337,36 @@ pub async fn fanout(c: &Common, members: usize, groups: usize, rate: f64, durati
 }
 
 /// Scenario 3: reads with a warm cache, and against a cache-less instance.
-pub async fn reads(c: &Common, chats: usize, concurrency: usize, duration: Duration, nocache: Option<&str>) -> anyhow::Result<()> {
+pub async fn reads(
+    c: &Common,
+    chats: usize,
+    concurrency: usize,
+    duration: Duration,
+    nocache: Option<&str>,
+) -> anyhow::Result<()> {
     let client = http();
     let users = register(&c.auth, chats + 1).await?;
     wait_known(&client, &c.chat, &users).await?;
     let reader: &User = &users[0];
     let mut first_chat = String::new();
     for other in &users[1..] {
-        let r = client.post(format!("{}/api/chat", c.chat)).bearer_auth(&reader.token).json(&json!({"userId": other.id})).send().await?;
-        let id = r.json::<Value>().await?["id"].as_str().unwrap_or_default().to_owned();
+        let r = client
+            .post(format!("{}/api/chat", c.chat))
+            .bearer_auth(&reader.token)
+            .json(&json!({"userId": other.id}))
+            .send()
+            .await?;
+        let id = r.json::<Value>().await?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for n in 0..3 {
-            client.post(format!("{}/api/chat/{id}/messages", c.chat)).bearer_auth(&other.token).json(&json!({"content": format!("hello {n}")})).send().await?;
+            client
+                .post(format!("{}/api/chat/{id}/messages", c.chat))
+                .bearer_auth(&other.token)
+                .json(&json!({"content": format!("hello {n}")}))
+                .send()
+                .await?;
         }
         if first_chat.is_empty() {
             first_chat = id;
@@ -285,22 +375,32 @@ pub async fn reads(c: &Common, chats: usize, concurrency: usize, duration: Durat
     let base = baseline::start(2)?;
     let (_, trivial, _) = hammer(&format!("{base}/ok"), None, concurrency, duration).await;
     let trivial_rps = trivial as f64 / duration.as_secs_f64();
-    let mut targets = vec![("cache on", c.chat.clone())];
+    let mut targets = vec![("cache on", c.chat.clone(), c.pids.clone())];
     if let Some(n) = nocache {
-        targets.push(("cache off", n.to_owned()));
+        targets.push((
+            "cache off",
+            n.to_owned(),
+            nocache_pid().into_iter().collect(),
+        ));
     }
-    for (label, target) in targets {
-        for (what, path) in [("GET /api/chat", "/api/chat".to_owned()), ("first page", format!("/api/chat/{first_chat}/messages"))] {
+    for (label, target, pids) in targets {
+        for (what, path) in [
+            ("GET /api/chat", "/api/chat".to_owned()),
+            ("first page", format!("/api/chat/{first_chat}/messages")),
+        ] {
             let url = format!("{target}{path}");
             // Warm up (fills the cache), then measure.
             let _ = client.get(&url).bearer_auth(&reader.token).send().await;
             let ops_before = db_reads(&client, &target).await;
-            let cpu_before = cpu_total(&c.pids);
+            let cpu_before = cpu_total(&pids);
             let (lat, n, errors) = hammer(&url, Some(&reader.token), concurrency, duration).await;
-            let cpu = cpu_total(&c.pids) - cpu_before;
+            let cpu = cpu_total(&pids) - cpu_before;
             let ops = db_reads(&client, &target).await - ops_before;
             let rps = n as f64 / duration.as_secs_f64();
-            println!("== reads, {label}: {what}, {concurrency} clients, {}s", duration.as_secs());
+            println!(
+                "== reads, {label}: {what}, {concurrency} clients, {}s",
+                duration.as_secs()
+            );
             println!(
                 "   {rps:.0} req/s ({:.2}x the trivial handler's {trivial_rps:.0}); {}; {errors} errors",
                 rps / trivial_rps.max(1.0),
@@ -316,10 +416,33 @@ pub async fn reads(c: &Common, chats: usize, concurrency: usize, duration: Durat
     Ok(())
 }
 
+/// The cache-less chat-svc that `./dev bench` starts.
+fn nocache_pid() -> Option<u32> {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.dev/run/bench-nocache.pid"
+    ))
+    .ok()?
+    .trim()
+    .parse()
+    .ok()
+}
+
 async fn db_reads(client: &reqwest::Client, base: &str) -> f64 {
-    let Ok(r) = client.get(format!("{base}/metrics")).send().await else { return 0.0 };
+    let Ok(r) = client.get(format!("{base}/metrics")).send().await else {
+        return 0.0;
+    };
     let text = r.text().await.unwrap_or_default();
-    counter_sum(&text, "db_operations_total", &["collection=\"chats\"", "collection=\"messages\"", "collection=\"read_markers\"", "collection=\"users\""])
+    counter_sum(
+        &text,
+        "db_operations_total",
+        &[
+            "collection=\"chats\"",
+            "collection=\"messages\"",
+            "collection=\"read_markers\"",
+            "collection=\"users\"",
+        ],
+    )
 }
 
 /// Scenario 5: resident memory per idle authenticated socket.
@@ -342,7 +465,11 @@ pub async fn idle(c: &Common, sockets: usize) -> anyhow::Result<()> {
     let opened_in = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_kib(pid).unwrap_or(0);
-    println!("== idle sockets: {sockets} authenticated sockets to {} (opened in {:.1}s)", c.chat, opened_in.as_secs_f64());
+    println!(
+        "== idle sockets: {sockets} authenticated sockets to {} (opened in {:.1}s)",
+        c.chat,
+        opened_in.as_secs_f64()
+    );
     println!(
         "   chat-svc RSS {before} KiB -> {after} KiB: {:.1} KiB per socket",
         after.saturating_sub(before) as f64 / sockets as f64

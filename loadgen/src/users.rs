@@ -24,7 +24,12 @@ const PER_ADDRESS: usize = 8;
 fn source_address(run: u32, n: usize) -> IpAddr {
     let slot = n / PER_ADDRESS;
     let a = 10 + (run % 200) as u8;
-    IpAddr::V4(Ipv4Addr::new(127, a, (slot / 250) as u8, (slot % 250) as u8 + 2))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        a,
+        (slot / 250) as u8,
+        (slot % 250) as u8 + 2,
+    ))
 }
 
 pub async fn register(auth: &str, count: usize) -> anyhow::Result<Vec<User>> {
@@ -79,10 +84,14 @@ pub async fn connect(chat: &str, token: &str) -> anyhow::Result<Socket> {
     let mut req = url.into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.context("upgrade")?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .context("upgrade")?;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) if t.contains("\"ready\"") => {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))))
+                if t.contains("\"ready\"") =>
+            {
                 return Ok(ws)
             }
             Ok(Some(Ok(_))) => continue,
@@ -92,8 +101,14 @@ pub async fn connect(chat: &str, token: &str) -> anyhow::Result<Socket> {
 }
 
 /// Waits until chat-svc knows every user (it learns them from events).
-pub async fn wait_known(client: &reqwest::Client, chat: &str, users: &[User]) -> anyhow::Result<()> {
-    let Some(probe) = users.first() else { return Ok(()) };
+pub async fn wait_known(
+    client: &reqwest::Client,
+    chat: &str,
+    users: &[User],
+) -> anyhow::Result<()> {
+    let Some(probe) = users.first() else {
+        return Ok(());
+    };
     for other in users.iter().skip(1).take(1).chain(users.last()) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {

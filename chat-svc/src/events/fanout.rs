@@ -7,7 +7,7 @@ use broker::consumer::HandlerError;
 use broker::events::DecodedEnvelope;
 use broker::{Event, Handler};
 
-use super::frames::frame_for;
+use super::frames::{frame_for, with_cursor};
 use crate::realtime::hub::Hub;
 use crate::storage::revocations::Revocations;
 use crate::storage::users::Users;
@@ -28,15 +28,18 @@ impl Handler for FanoutHandler {
         let Some(frame) = frame_for(&event.data, &self.users).await else {
             return Ok(());
         };
+        // Serialised once per event; per recipient only the cursor is spliced in.
+        let body = frame.body.to_string();
+        let shared: Arc<str> = Arc::from(body.as_str());
         for user in &frame.recipients {
             if !self.hub.has_user(user) {
                 continue;
             }
-            let mut body = frame.body.clone();
-            if let Some(cursor) = frame.cursors.get(user) {
-                body["cursor"] = cursor.clone().into();
-            }
-            self.hub.deliver(user, Arc::from(body.to_string()));
+            let text = match frame.cursors.get(user) {
+                Some(cursor) => Arc::from(with_cursor(&body, cursor)),
+                None => shared.clone(),
+            };
+            self.hub.deliver(user, text);
         }
         Ok(())
     }

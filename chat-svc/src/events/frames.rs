@@ -107,3 +107,42 @@ async fn chat_frame(kind: &str, chat: &broker::events::chat::ChatSnapshot, users
     };
     json!({"type": kind, "chat": chat_view(&doc, &profiles, None, 0)})
 }
+
+/// `body` (a serialised JSON object) with `"cursor"` as its first member:
+/// one serialisation per event, then a string splice per recipient, instead
+/// of a clone and a serialisation per recipient. Live frames and replayed
+/// ones are both made here, so they are byte for byte the same.
+pub fn with_cursor(body: &str, cursor: &str) -> String {
+    let Some(rest) = body.strip_prefix('{') else {
+        return body.to_owned();
+    };
+    let cursor = serde_json::Value::from(cursor).to_string();
+    let separator = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    format!("{{\"cursor\":{cursor}{separator}{rest}")
+}
+
+/// The cursor of a frame made by [`with_cursor`], without parsing it.
+pub fn cursor_of(frame: &str) -> Option<&str> {
+    let rest = frame.strip_prefix("{\"cursor\":\"")?;
+    rest.split('"').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_spliced_in_as_valid_json() {
+        let framed = with_cursor(r#"{"type":"read","chatId":"c"}"#, "17-0");
+        let v: serde_json::Value = serde_json::from_str(&framed).unwrap();
+        assert_eq!(v["cursor"], "17-0");
+        assert_eq!(v["type"], "read");
+        assert_eq!(cursor_of(&framed), Some("17-0"));
+        assert_eq!(with_cursor("{}", "1-0"), r#"{"cursor":"1-0"}"#);
+        assert_eq!(cursor_of(r#"{"type":"typing"}"#), None);
+    }
+}

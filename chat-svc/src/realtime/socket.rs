@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
 use super::presence::PresenceTracker;
 use crate::domain::service::ChatService;
+use crate::events::frames::{cursor_of, with_cursor};
 use crate::storage::revocations::Revocations;
 use crate::storage::timeline::{cursor_key, Replay, Timeline};
 
@@ -142,11 +143,6 @@ fn api_error_message(e: &ApiError) -> String {
         ApiError::Unexpected(_) => "unexpected error".into(),
         other => other.to_string(),
     }
-}
-
-#[derive(Deserialize)]
-struct CursorOnly {
-    cursor: Option<String>,
 }
 
 struct Connection {
@@ -299,10 +295,8 @@ impl Connection {
             return Flow::Continue;
         }
         if let Some(limit) = self.replayed_up_to {
-            if let Ok(CursorOnly { cursor: Some(c) }) = serde_json::from_str::<CursorOnly>(&frame) {
-                if cursor_key(&c) <= limit {
-                    return Flow::Continue;
-                }
+            if cursor_of(&frame).is_some_and(|c| cursor_key(c) <= limit) {
+                return Flow::Continue;
             }
         }
         self.send_text(&frame).await
@@ -323,12 +317,7 @@ impl Connection {
                 }
                 Replay::Frames(frames) => {
                     for (id, body) in frames {
-                        let mut value: serde_json::Value = match serde_json::from_str(&body) {
-                            Ok(v) => v,
-                            Err(_) => continue,
-                        };
-                        value["cursor"] = id.clone().into();
-                        if let Flow::Close(c, w) = self.send_text(&value.to_string()).await {
+                        if let Flow::Close(c, w) = self.send_text(&with_cursor(&body, &id)).await {
                             return Flow::Close(c, w);
                         }
                         self.replayed_up_to = Some(cursor_key(&id));

@@ -49,7 +49,10 @@ pub async fn list_chats(
     state: web::Data<AppState>,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.service.list(&caller.user_id).await?))
+    let body = state.service.list(&caller.user_id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.get().to_owned()))
 }
 
 /// `POST /api/chat`: the 1:1 chat with a user (200 existing, 201 new).
