@@ -201,14 +201,27 @@ pub async fn fanout(
     let mut chat_ids = Vec::new();
     for g in 0..groups {
         let group = &users[g * members..(g + 1) * members];
-        let r = client
-            .post(format!("{}/api/chat/group", c.chat))
-            .bearer_auth(&group[0].token)
-            .json(&json!({"name": format!("bench {g}"), "memberIds": group[1..].iter().map(|u| u.id.clone()).collect::<Vec<_>>()}))
-            .send()
-            .await?;
-        let body: Value = r.json().await?;
-        chat_ids.push(body["id"].as_str().context("group id")?.to_owned());
+        let ids: Vec<String> = group[1..].iter().map(|u| u.id.clone()).collect();
+        // chat-svc learns users from events: retry while some are not there yet.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = client
+                .post(format!("{}/api/chat/group", c.chat))
+                .bearer_auth(&group[0].token)
+                .json(&json!({"name": format!("bench {g}"), "memberIds": ids}))
+                .send()
+                .await?;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            if status.is_success() {
+                chat_ids.push(body["id"].as_str().context("group id")?.to_owned());
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("creating the group: {status} {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     // Every member's socket records (message number, arrival).
     let arrivals: Arrivals = Arc::new(Mutex::new(vec![Vec::new(); users.len()]));
