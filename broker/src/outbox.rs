@@ -218,22 +218,40 @@ pub struct OutboxRelay {
 }
 
 impl OutboxRelay {
+    /// The fast path and the sweep run as two tasks: a sweep (a lease
+    /// update and a query) never delays a fresh event. They cannot both
+    /// publish a record unless the fast path takes longer than the sweep's
+    /// grace period (2 s) over it; consumers deduplicate by event id anyway.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (_, idle) = mpsc::channel(1);
+        let mut fast_path = std::mem::replace(&mut self.fast_path, idle);
+        let relay = Arc::new(self);
+        let sweeper = {
+            let (relay, shutdown) = (relay.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+                sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = sweep.tick() => relay.sweep().await,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            })
+        };
         let mut buf = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 biased;
-                n = self.fast_path.recv_many(&mut buf, BATCH) => {
+                n = fast_path.recv_many(&mut buf, BATCH) => {
                     if n == 0 { break; }
                     let batch = std::mem::take(&mut buf);
-                    self.publish_and_delete(&batch).await;
+                    relay.publish_and_delete(&batch, false).await;
                 }
-                _ = sweep.tick() => self.sweep().await,
                 _ = shutdown.cancelled() => break,
             }
         }
+        let _ = sweeper.await;
         // Whatever is left stays in MongoDB for the next sweep (here or on
         // another instance): nothing is lost by stopping.
         tracing::info!("outbox relay stopped");
@@ -241,7 +259,9 @@ impl OutboxRelay {
 
     /// Publishes in order; deletes what the broker confirmed. Returns
     /// whether everything went.
-    async fn publish_and_delete(&self, batch: &[OutboxRecord]) -> bool {
+    /// `wait_for_delete`: the sweep must see its deletes before it queries
+    /// again; the fast path need not wait for them.
+    async fn publish_and_delete(&self, batch: &[OutboxRecord], wait_for_delete: bool) -> bool {
         let (valid, invalid): (Vec<_>, Vec<_>) = batch.iter().partition(|r| r.outgoing().is_some());
         for r in invalid {
             tracing::error!(event.id = %r.id, exchange = %r.exchange, "outbox record names an unknown exchange; left in place");
@@ -260,14 +280,17 @@ impl OutboxRelay {
             }
         }
         if !done.is_empty() {
-            match self
-                .records
-                .delete_many(doc! { "_id": { "$in": &done } })
-                .await
-            {
-                Ok(_) => {}
-                // Published but still stored: republished later, and consumers deduplicate.
-                Err(e) => tracing::warn!(error = %e, "could not delete published outbox records"),
+            let records = self.records.clone();
+            let delete = async move {
+                if let Err(e) = records.delete_many(doc! { "_id": { "$in": &done } }).await {
+                    // Published but still stored: republished later, and consumers deduplicate.
+                    tracing::warn!(error = %e, "could not delete published outbox records");
+                }
+            };
+            if wait_for_delete {
+                delete.await;
+            } else {
+                tokio::spawn(delete);
             }
         }
         all_ok
@@ -310,7 +333,7 @@ impl OutboxRelay {
             }
             tracing::info!(count = batch.len(), "relaying outbox backlog");
             let full = batch.len() == BATCH;
-            if !self.publish_and_delete(&batch).await || !full {
+            if !self.publish_and_delete(&batch, true).await || !full {
                 return;
             }
         }

@@ -271,6 +271,7 @@ pub async fn fanout(
             .collect(),
     );
     let failed = Arc::new(AtomicU64::new(0));
+    let post_latency = Arc::new(Mutex::new(Latencies::new()));
     let mut posts = Vec::new();
     let users = Arc::new(users);
     for k in 0..total {
@@ -283,6 +284,7 @@ pub async fn fanout(
             failed.clone(),
             intended[k as usize],
         );
+        let post_latency = post_latency.clone();
         posts.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let r = client
@@ -291,7 +293,11 @@ pub async fn fanout(
                 .json(&json!({"content": format!("bench#{k}"), "clientMsgId": format!("b{k}")}))
                 .send()
                 .await;
-            if !r.is_ok_and(|r| r.status().is_success()) {
+            if r.is_ok_and(|r| r.status().is_success()) {
+                if let Ok(mut l) = post_latency.lock() {
+                    l.record(at.elapsed());
+                }
+            } else {
                 failed.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -338,6 +344,10 @@ pub async fn fanout(
         failed.load(Ordering::Relaxed)
     );
     println!("   latency from intended send: {}", lat.summary());
+    println!(
+        "   of which the POST (write, timeline, outbox) until its response: {}",
+        post_latency.lock().map(|l| l.summary()).unwrap_or_default()
+    );
     if cpu > 0.0 {
         println!(
             "   {per_sec:.0} deliveries/s; chat-svc CPU {cpu:.2} s = {:.0} deliveries per CPU-second",
