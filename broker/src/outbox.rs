@@ -363,6 +363,21 @@ impl OutboxRelay {
 }
 
 /// E11000: the write lost a race on a unique key.
+/// An unordered `insert_many` that failed only because some documents
+/// existed already (a replayed event): every other document went in.
+pub fn only_duplicates(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match &*e.kind {
+        ErrorKind::InsertMany(m) => {
+            m.write_concern_error.is_none()
+                && m.write_errors
+                    .as_ref()
+                    .is_some_and(|errs| errs.iter().all(|w| w.code == 11000))
+        }
+        _ => is_duplicate_key(e),
+    }
+}
+
 pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match &*e.kind {

@@ -4,7 +4,7 @@
 //! event handled twice (redelivery, retry after a partial failure, a crash
 //! before the ack) has each effect once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -107,7 +107,11 @@ impl Notifier {
             .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
         let text = preview(&message.content, 140);
 
+        // Decide per recipient, then write in batches: a few round trips
+        // per event whatever the size of the group.
         let mut pushes = Vec::new();
+        let mut notifications = Vec::new();
+        let mut digest_items = Vec::new();
         for user in &recipients {
             let prefs = self.preferences.get(user).await.map_err(transient)?;
             let is_mention = users
@@ -121,54 +125,30 @@ impl Notifier {
             } else {
                 ("message", chat_title.clone())
             };
-            self.notifications
-                .insert(&NotificationDoc {
-                    id: format!("{event_id}:{user}"),
-                    user_id: user.clone(),
-                    kind: kind.into(),
-                    chat_id: Some(e.chat_id.clone()),
-                    message_id: Some(message.id.clone()),
-                    title: title.clone(),
-                    body: format!("{sender}: {text}"),
-                    created_at: DateTime::from_millis(arrived),
-                    read_at: None,
-                })
-                .await
-                .map_err(transient)?;
+            notifications.push(NotificationDoc {
+                id: format!("{event_id}:{user}"),
+                user_id: user.clone(),
+                kind: kind.into(),
+                chat_id: Some(e.chat_id.clone()),
+                message_id: Some(message.id.clone()),
+                title: title.clone(),
+                body: format!("{sender}: {text}"),
+                created_at: DateTime::from_millis(arrived),
+                read_at: None,
+            });
             if prefs.email {
                 let due = arrived + i64::from(prefs.email_delay_seconds) * 1000;
-                self.digests
-                    .add(&DigestItem {
-                        id: format!("{user}:{}", message.id),
-                        user_id: user.clone(),
-                        chat_id: e.chat_id.clone(),
-                        chat_title: chat_title.clone(),
-                        message_id: message.id.clone(),
-                        sender: sender.clone(),
-                        preview: text.clone(),
-                        due_at: DateTime::from_millis(due),
-                        batch: None,
-                    })
-                    .await
-                    .map_err(transient)?;
-                // Events reach competing consumers in any order: a read
-                // marker already past this message cancels it. (The read
-                // handler sets the marker before deleting items, this one
-                // adds the item before reading the marker, so either way
-                // round one of them removes it.)
-                if let Some(marker) = self
-                    .digests
-                    .marker(user, &e.chat_id)
-                    .await
-                    .map_err(transient)?
-                {
-                    if marker >= message.id {
-                        self.digests
-                            .read_up_to(user, &e.chat_id, &marker)
-                            .await
-                            .map_err(transient)?;
-                    }
-                }
+                digest_items.push(DigestItem {
+                    id: format!("{user}:{}", message.id),
+                    user_id: user.clone(),
+                    chat_id: e.chat_id.clone(),
+                    chat_title: chat_title.clone(),
+                    message_id: message.id.clone(),
+                    sender: sender.clone(),
+                    preview: text.clone(),
+                    due_at: DateTime::from_millis(due),
+                    batch: None,
+                });
             }
             if prefs.push {
                 let body = if prefs.push_previews {
@@ -189,6 +169,35 @@ impl Notifier {
                 });
             }
         }
+        self.notifications
+            .insert_all(&notifications)
+            .await
+            .map_err(transient)?;
+        self.digests
+            .add_all(&digest_items)
+            .await
+            .map_err(transient)?;
+        // Events reach competing consumers in any order: a read marker
+        // already past this message cancels its digest item. (The read
+        // handler sets the marker before deleting items, this adds the items
+        // before reading the markers, so either way round one of them
+        // removes it.)
+        if !digest_items.is_empty() {
+            let emailed: Vec<String> = digest_items.iter().map(|i| i.user_id.clone()).collect();
+            let markers = self
+                .digests
+                .markers(&emailed, &e.chat_id)
+                .await
+                .map_err(transient)?;
+            for (user, marker) in markers {
+                if marker >= message.id {
+                    self.digests
+                        .read_up_to(&user, &e.chat_id, &marker)
+                        .await
+                        .map_err(transient)?;
+                }
+            }
+        }
         self.push_all(event_id, pushes).await
     }
 
@@ -196,32 +205,41 @@ impl Notifier {
     /// subscription already reached for this event is skipped. Fails
     /// (transiently, for the retry schedule) if any push should be retried.
     async fn push_all(&self, event_id: &str, targets: Vec<PushTarget>) -> Result<(), HandlerError> {
+        let users: Vec<String> = targets.iter().map(|t| t.user.clone()).collect();
+        let subs = self
+            .subscriptions
+            .of_users(&users)
+            .await
+            .map_err(transient)?;
+        let keys: Vec<String> = subs
+            .iter()
+            .map(|sub| format!("{event_id}:{}", sub.id))
+            .collect();
+        let delivered = self
+            .subscriptions
+            .delivered_of(&keys)
+            .await
+            .map_err(transient)?;
+        let payloads: HashMap<&str, &[u8]> = targets
+            .iter()
+            .map(|t| (t.user.as_str(), t.payload.as_slice()))
+            .collect();
         let mut jobs = Vec::new();
-        for target in &targets {
-            let subs = self
-                .subscriptions
-                .of_user(&target.user)
-                .await
-                .map_err(transient)?;
-            for sub in subs {
-                let key = format!("{event_id}:{}", sub.id);
-                if self
-                    .subscriptions
-                    .delivered(&key)
-                    .await
-                    .map_err(transient)?
-                {
-                    continue;
-                }
-                jobs.push(async move {
-                    let keys = match SubscriptionKeys::parse(&sub.p256dh, &sub.auth) {
-                        Ok(k) => k,
-                        Err(_) => return (key, sub.id, Outcome::Rejected(0)),
-                    };
-                    let outcome = self.push.send(&sub.endpoint, &keys, &target.payload).await;
-                    (key, sub.id, outcome)
-                });
+        for (sub, key) in subs.into_iter().zip(keys) {
+            if delivered.contains(&key) {
+                continue;
             }
+            let Some(payload) = payloads.get(sub.user_id.as_str()).copied() else {
+                continue;
+            };
+            jobs.push(async move {
+                let keys = match SubscriptionKeys::parse(&sub.p256dh, &sub.auth) {
+                    Ok(k) => k,
+                    Err(_) => return (key, sub.id, Outcome::Rejected(0)),
+                };
+                let outcome = self.push.send(&sub.endpoint, &keys, payload).await;
+                (key, sub.id, outcome)
+            });
         }
         let mut retry = None;
         for (key, sub_id, outcome) in join_all(jobs).await {

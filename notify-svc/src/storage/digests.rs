@@ -68,12 +68,39 @@ impl Digests {
         Ok(())
     }
 
-    pub async fn add(&self, item: &DigestItem) -> Result<(), mongodb::error::Error> {
-        match self.items.insert_one(item).await {
+    /// Adds those not added yet, in one round trip.
+    pub async fn add_all(&self, items: &[DigestItem]) -> Result<(), mongodb::error::Error> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        match self.items.insert_many(items).ordered(false).await {
             Ok(_) => Ok(()),
-            Err(e) if broker::outbox::is_duplicate_key(&e) => Ok(()),
+            Err(e) if broker::outbox::only_duplicates(&e) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Read markers of `users` in `chat`, in one query.
+    pub async fn markers(
+        &self,
+        users: &[String],
+        chat: &str,
+    ) -> Result<std::collections::HashMap<String, String>, mongodb::error::Error> {
+        let ids: Vec<String> = users.iter().map(|u| format!("{u}:{chat}")).collect();
+        let found: Vec<mongodb::bson::Document> = self
+            .markers
+            .find(doc! { "_id": { "$in": ids } })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|d| {
+                let id = d.get_str("_id").ok()?;
+                let user = id.strip_suffix(&format!(":{chat}"))?.to_owned();
+                Some((user, d.get_str("messageId").ok()?.to_owned()))
+            })
+            .collect())
     }
 
     /// The read marker of `user` in `chat` reached `message_id`: everything
@@ -108,18 +135,6 @@ impl Digests {
             .upsert(true)
             .await?;
         Ok(())
-    }
-
-    pub async fn marker(
-        &self,
-        user: &str,
-        chat: &str,
-    ) -> Result<Option<String>, mongodb::error::Error> {
-        Ok(self
-            .markers
-            .find_one(doc! { "_id": format!("{user}:{chat}") })
-            .await?
-            .and_then(|d| d.get_str("messageId").ok().map(str::to_owned)))
     }
 
     /// The user left the chat: no digest about it.
@@ -213,6 +228,15 @@ impl Digests {
             .try_collect()
             .await?;
         Ok((!items.is_empty()).then_some((batch, items)))
+    }
+
+    /// Looks at a batch again in `ms` (its recipient is not known yet).
+    pub async fn postpone_batch(&self, batch: &str, ms: i64) -> Result<(), mongodb::error::Error> {
+        let later = DateTime::from_millis(DateTime::now().timestamp_millis() + ms);
+        self.items
+            .update_many(doc! { "batch": batch }, doc! { "$set": { "dueAt": later } })
+            .await?;
+        Ok(())
     }
 
     pub async fn finish_batch(&self, batch: &str) -> Result<(), mongodb::error::Error> {

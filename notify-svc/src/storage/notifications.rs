@@ -56,6 +56,18 @@ impl Notifications {
         }
     }
 
+    /// Stores those that do not exist yet, in one round trip.
+    pub async fn insert_all(&self, all: &[NotificationDoc]) -> Result<(), mongodb::error::Error> {
+        if all.is_empty() {
+            return Ok(());
+        }
+        match self.coll.insert_many(all).ordered(false).await {
+            Ok(_) => Ok(()),
+            Err(e) if broker::outbox::only_duplicates(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Newest first.
     pub async fn list(
         &self,

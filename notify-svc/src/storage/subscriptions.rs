@@ -112,20 +112,38 @@ impl Subscriptions {
         Ok(())
     }
 
-    pub async fn of_user(&self, user: &str) -> Result<Vec<SubscriptionDoc>, mongodb::error::Error> {
+    pub async fn of_users(
+        &self,
+        users: &[String],
+    ) -> Result<Vec<SubscriptionDoc>, mongodb::error::Error> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         self.coll
-            .find(doc! { "userId": user })
+            .find(doc! { "userId": { "$in": users } })
             .await?
             .try_collect()
             .await
     }
 
-    pub async fn delivered(&self, key: &str) -> Result<bool, mongodb::error::Error> {
-        Ok(self
+    /// Which of `keys` have been delivered already, in one query.
+    pub async fn delivered_of(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, mongodb::error::Error> {
+        if keys.is_empty() {
+            return Ok(Default::default());
+        }
+        let found: Vec<mongodb::bson::Document> = self
             .deliveries
-            .find_one(doc! { "_id": key })
+            .find(doc! { "_id": { "$in": keys } })
             .await?
-            .is_some())
+            .try_collect()
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .collect())
     }
 
     pub async fn record_delivery(&self, key: &str) -> Result<(), mongodb::error::Error> {

@@ -61,8 +61,8 @@ impl DigestWorker {
             return Ok(());
         };
         let Some(recipient) = self.replica.user(user).await? else {
-            tracing::warn!(%user, "digest waits: the user is not known yet");
-            return Ok(());
+            tracing::warn!(%user, "digest postponed a minute: the user is not known yet");
+            return self.digests.postpone_batch(&batch, 60_000).await;
         };
         if self.preferences.get(user).await?.email {
             let mut chats: BTreeMap<&str, DigestChat> = BTreeMap::new();

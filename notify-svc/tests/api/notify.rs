@@ -9,7 +9,9 @@ use broker::events::auth::{LoginSucceeded, MfaDisabled, MfaEnabled, RecoveryCode
 use serde_json::json;
 
 use crate::helpers::{new_test_id, settings_env, spawn_with};
-use crate::world::{eventually, feed, mails_to, subject, subscribe, Behaviour, PushService, World};
+use crate::world::{
+    eventually, feed, feed_soon, mails_to, subject, subscribe, Behaviour, PushService, World,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -52,12 +54,7 @@ async fn a_message_notifies_each_other_member_once_in_app_and_by_decryptable_pus
     world.publish_envelope(&message).await;
 
     for who in [&bob, &carol] {
-        let got = eventually(WAIT, || async {
-            let f = feed(&app, who, "").await;
-            (!f.is_empty()).then_some(f)
-        })
-        .await
-        .expect("notified");
+        let got = feed_soon(&app, who).await.expect("notified");
         assert_eq!(got.len(), 1);
         assert_eq!(got[0]["kind"], "message");
         assert_eq!(got[0]["title"], "Team");
@@ -140,12 +137,7 @@ async fn a_muted_chat_stays_quiet_but_a_mention_gets_through() {
     put_preferences(&app, &carol, json!({"push": true, "email": false, "emailDelaySeconds": 600, "mutedChatIds": [], "pushPreviews": false})).await;
 
     world.send(&chat, &alice, &members, "secret plans").await;
-    let carol_feed = eventually(WAIT, || async {
-        let f = feed(&app, &carol, "").await;
-        (!f.is_empty()).then_some(f)
-    })
-    .await
-    .expect("carol notified");
+    let carol_feed = feed_soon(&app, &carol).await.expect("carol notified");
     assert_eq!(carol_feed.len(), 1);
     assert!(feed(&app, &bob, "").await.is_empty(), "muted chat notified");
     let pushed = eventually(WAIT, || async {
@@ -161,12 +153,9 @@ async fn a_muted_chat_stays_quiet_but_a_mention_gets_through() {
     );
 
     world.send(&chat, &alice, &members, "hey @BOB, look").await;
-    let bob_feed = eventually(WAIT, || async {
-        let f = feed(&app, &bob, "").await;
-        (!f.is_empty()).then_some(f)
-    })
-    .await
-    .expect("mention notified in a muted chat");
+    let bob_feed = feed_soon(&app, &bob)
+        .await
+        .expect("mention notified in a muted chat");
     assert_eq!(bob_feed.len(), 1);
     assert_eq!(bob_feed[0]["kind"], "mention");
 }

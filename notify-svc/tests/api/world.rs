@@ -194,6 +194,15 @@ pub async fn feed(app: &TestApp, who: &Person, query: &str) -> Vec<Value> {
     body["notifications"].as_array().expect("list").clone()
 }
 
+/// The caller's feed once it has something (within 10 s).
+pub async fn feed_soon(app: &TestApp, who: &Person) -> Option<Vec<Value>> {
+    eventually(Duration::from_secs(10), || async {
+        let f = feed(app, who, "").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+}
+
 /// Polls `f` until it returns `Some` or `wait` passes.
 pub async fn eventually<T, F, Fut>(wait: Duration, mut f: F) -> Option<T>
 where
