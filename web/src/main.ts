@@ -20,6 +20,9 @@ const typing = new Map<string, Map<string, number>>(); // chat -> user -> timer
 const seen = new Map<string, Map<string, string>>(); // chat -> user -> message id
 let current: string | null = null;
 let unreadNotifications = 0;
+/** The notifications view is open: it follows new notifications. */
+let notificationsOpen = false;
+let badgeTimers = false;
 
 // Layout elements of the signed-in view.
 let listEl: HTMLElement;
@@ -166,7 +169,11 @@ async function start(): Promise<void> {
   socket.start();
   await loadChats();
   void refreshBadge();
-  window.setInterval(() => void refreshBadge(), 30_000);
+  if (!badgeTimers) {
+    badgeTimers = true;
+    window.setInterval(() => { if (me) void refreshBadge(); }, 30_000);
+    window.setInterval(() => { if (me && notificationsOpen) void refreshBadge(); }, 3_000);
+  }
 }
 
 api.onSignedOut = () => renderAuth("signin", "Your session ended. Sign in again.");
@@ -195,6 +202,7 @@ async function signOut(): Promise<void> {
   try { await api.post("/api/auth/logout"); } catch { /* signing out locally anyway */ }
   api.setTokens(null);
   me = null;
+  notificationsOpen = false;
   chats.clear();
   history.clear();
   current = null;
@@ -280,6 +288,7 @@ function renderList(): void {
 }
 
 async function openChat(id: string): Promise<void> {
+  notificationsOpen = false;
   current = id;
   const chat = chats.get(id);
   if (!chat) return;
@@ -531,6 +540,7 @@ function renderMembers(chat: Chat): void {
 }
 
 function renderNewGroup(): void {
+  notificationsOpen = false;
   const box = errorBox();
   const form = h("form", { class: "card" },
     h("h2", {}, "New group"),
@@ -646,13 +656,16 @@ function clearTyping(chatId: string, user: string): void {
 async function refreshBadge(): Promise<void> {
   try {
     const r = await api.get<{ notifications: Notification[] }>("/api/notifications?unreadOnly=true&limit=100");
+    const changed = r.notifications.length !== unreadNotifications;
     unreadNotifications = r.notifications.length;
+    if (changed && notificationsOpen) void renderNotifications();
     badgeEl.textContent = unreadNotifications >= 100 ? "99+" : String(unreadNotifications);
     badgeEl.hidden = unreadNotifications === 0;
   } catch { /* the badge waits for the next try */ }
 }
 
 async function renderNotifications(): Promise<void> {
+  notificationsOpen = true;
   current = null;
   renderList();
   clear(mainEl);
@@ -680,6 +693,7 @@ async function renderNotifications(): Promise<void> {
 // ---------------------------------------------------------------- settings
 
 async function renderSettings(): Promise<void> {
+  notificationsOpen = false;
   current = null;
   renderList();
   clear(mainEl);
