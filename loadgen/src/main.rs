@@ -8,6 +8,7 @@
 //!   loadgen fanout   [--members 50] [--groups 1] [--rate 20] [--duration 10]
 //!   loadgen reads    [--chats 20] [--concurrency 32] [--duration 5] [--nocache URL]
 //!   loadgen idle     [--sockets 1000]
+//!   loadgen storm    [--members 50] [--rate 20] [--duration 10] [--concurrency 16]
 //!   loadgen quick    (all of the above at a small scale, a couple of minutes)
 //!
 //! Common options: --auth URL (auth-svc, default http://127.0.0.1:8081),
@@ -117,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
             .await?
         }
         "idle" => scenarios::idle(&common, sockets.unwrap_or(1000)).await?,
+        "storm" => {
+            scenarios::storm(&common, members, rate, secs(10), concurrency.unwrap_or(16)).await?
+        }
         "quick" => {
             scenarios::baseline(Duration::from_secs(3), 32, 50).await?;
             scenarios::fanout(&common, 10, 2, 20.0, Duration::from_secs(5)).await?;

@@ -509,3 +509,87 @@ fn raise_open_files(want: u64) {
         .args(["--pid", &pid, &format!("--nofile={want}:{want}")])
         .status();
 }
+
+/// Scenario 4: argon2 logins at the highest rate the clients can drive,
+/// each from its own loopback address (so the per-IP limit does not turn
+/// them all into 429s), while fan-out runs at `rate` messages/s. Run once
+/// without the storm first for the comparison.
+pub async fn storm(
+    c: &Common,
+    members: usize,
+    rate: f64,
+    duration: Duration,
+    clients: usize,
+) -> anyhow::Result<()> {
+    println!("-- without the login storm:");
+    fanout(c, members, 1, rate, duration).await?;
+    let accounts = register(&c.auth, clients).await?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let latency = Arc::new(Mutex::new(Latencies::new()));
+    let run = crate::users::rand_u32();
+    let attempt = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for account in accounts {
+        let (stop, counts, latency, attempt, auth) = (
+            stop.clone(),
+            counts.clone(),
+            latency.clone(),
+            attempt.clone(),
+            c.auth.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = attempt.fetch_add(1, Ordering::Relaxed) as usize;
+                // A fresh source address per attempt (8 attempts share one).
+                let Ok(client) = reqwest::Client::builder()
+                    .local_address(crate::users::source_address(run, n))
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                else {
+                    continue;
+                };
+                let t = Instant::now();
+                let outcome = match client
+                    .post(format!("{auth}/api/auth/login"))
+                    .json(&json!({"login": account.username, "password": crate::users::password(&account.username)}))
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status().as_u16().to_string(),
+                    Err(e) if e.is_timeout() => "timeout".to_owned(),
+                    Err(_) => "error".to_owned(),
+                };
+                if outcome == "200" {
+                    if let Ok(mut l) = latency.lock() {
+                        l.record(t.elapsed());
+                    }
+                }
+                if let Ok(mut m) = counts.lock() {
+                    *m.entry(outcome).or_insert(0) += 1;
+                }
+            }
+        }));
+    }
+    println!("-- with {clients} clients logging in as fast as they can:");
+    let started = Instant::now();
+    fanout(c, members, 1, rate, duration).await?;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let counts = counts.lock().map(|m| m.clone()).unwrap_or_default();
+    let ok = counts.get("200").copied().unwrap_or(0);
+    let mut statuses: Vec<_> = counts.into_iter().collect();
+    statuses.sort();
+    println!(
+        "== login storm: {:.1} successful logins/s over {elapsed:.0}s; outcomes {statuses:?}",
+        ok as f64 / elapsed
+    );
+    println!(
+        "   successful login latency: {}",
+        latency.lock().map(|l| l.summary()).unwrap_or_default()
+    );
+    Ok(())
+}

@@ -14,6 +14,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 pub struct User {
     pub id: String,
     pub token: String,
+    pub username: String,
+}
+
+/// Every generated user's password.
+pub fn password(username: &str) -> String {
+    format!("violet harbor lantern {username}")
 }
 
 /// Users registered per source address (auth-svc allows 10 per hour).
@@ -21,7 +27,7 @@ const PER_ADDRESS: usize = 8;
 
 /// Source address of the `n`th registration of run `run`: 127.A.B.C, A
 /// from the run (so runs within the hour rarely share addresses).
-fn source_address(run: u32, n: usize) -> IpAddr {
+pub fn source_address(run: u32, n: usize) -> IpAddr {
     let slot = n / PER_ADDRESS;
     let a = 10 + (run % 200) as u8;
     IpAddr::V4(Ipv4Addr::new(
@@ -51,7 +57,7 @@ pub async fn register(auth: &str, count: usize) -> anyhow::Result<Vec<User>> {
             async move {
                 let r = client
                     .post(&url)
-                    .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": format!("violet harbor lantern {name}")}))
+                    .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": password(&name)}))
                     .send()
                     .await
                     .context("register")?;
@@ -62,6 +68,7 @@ pub async fn register(auth: &str, count: usize) -> anyhow::Result<Vec<User>> {
                 Ok(User {
                     id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
                     token: body["accessToken"].as_str().unwrap_or_default().to_owned(),
+                    username: name,
                 })
             }
         })
@@ -70,7 +77,7 @@ pub async fn register(auth: &str, count: usize) -> anyhow::Result<Vec<User>> {
         .await
 }
 
-fn rand_u32() -> u32 {
+pub fn rand_u32() -> u32 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
