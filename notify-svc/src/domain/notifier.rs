@@ -109,11 +109,17 @@ impl Notifier {
 
         // Decide per recipient, then write in batches: a few round trips
         // per event whatever the size of the group.
+        // Everyone's preferences at once (cache reads, misses from MongoDB),
+        // not one round trip after another.
+        let all_prefs = join_all(recipients.iter().map(|u| self.preferences.get(u)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(transient)?;
         let mut pushes = Vec::new();
         let mut notifications = Vec::new();
         let mut digest_items = Vec::new();
-        for user in &recipients {
-            let prefs = self.preferences.get(user).await.map_err(transient)?;
+        for (user, prefs) in recipients.iter().zip(all_prefs) {
             let is_mention = users
                 .get(user)
                 .is_some_and(|u| mentioned.contains(&u.username.to_lowercase()));

@@ -9,6 +9,20 @@ use broker::{Event, Handler};
 use crate::domain::notifier::Notifier;
 use crate::storage::replica::UserDoc;
 
+/// The replica's user from `user.registered` or `user.updated` (the same
+/// fields, two event types).
+macro_rules! user_doc {
+    ($u:expr) => {
+        UserDoc {
+            id: $u.user_id.clone(),
+            username: $u.username.clone(),
+            display_name: $u.display_name.clone(),
+            email: $u.email.clone(),
+            profile_version: $u.profile_version,
+        }
+    };
+}
+
 pub struct NotifyHandler {
     pub notifier: Notifier,
 }
@@ -23,28 +37,8 @@ impl Handler for NotifyHandler {
             Event::MemberRemoved(e) => n.left(&e.user_id, &e.chat_id).await,
             Event::ChatCreated(e) => n.chat_changed(&e.chat).await,
             Event::ChatUpdated(e) => n.chat_changed(&e.chat).await,
-            Event::UserRegistered(u) => {
-                user(
-                    n,
-                    &u.user_id,
-                    &u.username,
-                    &u.display_name,
-                    &u.email,
-                    u.profile_version,
-                )
-                .await
-            }
-            Event::UserUpdated(u) => {
-                user(
-                    n,
-                    &u.user_id,
-                    &u.username,
-                    &u.display_name,
-                    &u.email,
-                    u.profile_version,
-                )
-                .await
-            }
+            Event::UserRegistered(u) => user(n, user_doc!(u)).await,
+            Event::UserUpdated(u) => user(n, user_doc!(u)).await,
             Event::MfaEnabled(e) => {
                 n.security(
                     &id,
@@ -88,22 +82,9 @@ impl Handler for NotifyHandler {
     }
 }
 
-async fn user(
-    n: &Notifier,
-    id: &str,
-    username: &str,
-    display_name: &str,
-    email: &str,
-    version: i64,
-) -> Result<(), HandlerError> {
+async fn user(n: &Notifier, user: UserDoc) -> Result<(), HandlerError> {
     n.replica
-        .upsert_user(&UserDoc {
-            id: id.to_owned(),
-            username: username.to_owned(),
-            display_name: display_name.to_owned(),
-            email: email.to_owned(),
-            profile_version: version,
-        })
+        .upsert_user(&user)
         .await
         .map_err(|e| HandlerError::Transient(e.into()))
 }
