@@ -46,14 +46,45 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
 ];
 
 /// Outermost middleware: whatever happened inside (a handler error, a router
-/// 404/405, a CORS refusal), the client gets a problem document and the
-/// security headers. (Inner layers turn errors into responses; the request
-/// cannot be cloned here without breaking routing.)
+/// 404/405, a CORS refusal, a layer that fails with an error such as a rate
+/// limit), the client gets a problem document and the security headers.
 pub async fn harden(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let mut res = next.call(req).await?.map_into_boxed_body();
+    match next.call(req).await {
+        Ok(res) => {
+            let (req, res) = res.map_into_boxed_body().into_parts();
+            Ok(ServiceResponse::new(req, hardened(res)))
+        }
+        // The request is gone with the error; the error itself answers,
+        // hardened (cloning the request up front would break routing).
+        Err(e) => Err(Hardened(e).into()),
+    }
+}
+
+/// An error from an inner layer whose answer carries the hardening.
+#[derive(Debug)]
+struct Hardened(Error);
+
+impl std::fmt::Display for Hardened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for Hardened {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.0.as_response_error().status_code()
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        hardened(self.0.error_response())
+    }
+}
+
+/// A problem document for a bare error, then the security headers.
+fn hardened(mut res: actix_web::HttpResponse) -> actix_web::HttpResponse {
     let status = res.status();
     let is_json = res
         .headers()
@@ -62,12 +93,10 @@ pub async fn harden(
         .is_some_and(|v| v.starts_with(PROBLEM_JSON) || v.starts_with("application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let allow = res.headers().get(header::ALLOW).cloned();
-        let (req, _) = res.into_parts();
-        let mut problem = ApiError::from_status(status).error_response();
+        res = ApiError::from_status(status).error_response();
         if let Some(allow) = allow {
-            problem.headers_mut().insert(header::ALLOW, allow);
+            res.headers_mut().insert(header::ALLOW, allow);
         }
-        res = ServiceResponse::new(req, problem);
     }
     let headers = res.headers_mut();
     for (name, value) in SECURITY_HEADERS {
@@ -80,7 +109,7 @@ pub async fn harden(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     headers.remove(header::SERVER);
-    Ok(res)
+    res
 }
 
 /// The id of the request, from a well-formed `X-Request-Id` or fresh.

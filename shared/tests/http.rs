@@ -5,6 +5,7 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpResponse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
@@ -69,7 +70,20 @@ async fn start() -> String {
         // `web::resource` (not `cfg.route`) so a wrong method is a 405.
         cfg.service(web::resource("/echo").post(echo))
             .service(web::resource("/boom").get(boom))
-            .service(web::resource("/me").get(whoami));
+            .service(web::resource("/me").get(whoami))
+            // A layer that refuses before the handler, as a rate limit does.
+            .service(
+                web::resource("/limited")
+                    .wrap_fn(|_, _| {
+                        std::future::ready(Err::<ServiceResponse, _>(
+                            ApiError::RateLimited {
+                                retry_after_secs: 7,
+                            }
+                            .into(),
+                        ))
+                    })
+                    .get(echo),
+            );
     })
     .unwrap();
     tokio::spawn(server);
@@ -209,6 +223,9 @@ async fn every_status_carries_the_security_headers_and_a_problem_body() {
         "no token",
     )
     .await;
+    let limited = c.get(format!("{base}/limited")).send().await.unwrap();
+    assert_eq!(limited.headers().get("retry-after").unwrap(), "7");
+    problem(limited, 429, "a middleware's refusal").await;
     let unready = c.get(format!("{base}/health/ready")).send().await.unwrap();
     assert_eq!(unready.status(), 503);
     assert_hardened(&unready, "503");
