@@ -274,6 +274,11 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
 
 /// Deserialises with the failing field's path in the error.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // JSON is UTF-8 (RFC 8259): a body that is not is malformed as a whole,
+    // whatever field the parser would have stumbled on first.
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::BadRequest("the body is not valid UTF-8".into()));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -315,6 +320,12 @@ mod tests {
     struct Login {
         login: String,
         password: String,
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_bad_request_even_after_an_unknown_field() {
+        let err = parse_json::<Login>(b"{\"x\": \"\xff\xfe\"}").unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
     }
 
     fn field_of(err: ApiError) -> String {

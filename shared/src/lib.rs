@@ -16,6 +16,7 @@
 //! - [`cache`]: the typed, versioned Redis read cache.
 //! - [`ratelimit`]: failure counters per key in Redis with a local fallback.
 //! - [`client_ip`]: the client address, trusting `X-Forwarded-For` only from proxies.
+//! - [`text`]: what a name users show to others may contain.
 //! - [`storage`]: MongoDB and Redis connection set-up with fail-fast timeouts.
 //! - [`server`]: the HTTP server with the common middleware stack, and graceful shutdown.
 //! - [`shutdown`]: the process-wide shutdown signal.
@@ -34,5 +35,6 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 
 pub use error::ApiError;

@@ -96,7 +96,7 @@ _addresses = itertools.count(1)
 def fresh_address() -> str:
     """A loopback source address of its own, so per-IP limits see a new client."""
     n = next(_addresses) + (os.getpid() % 50) * 1000
-    return f"127.{10 + n // 65536 % 200}.{n // 256 % 256}.{n % 256 or 1}"
+    return f"127.{10 + n // (254 * 256) % 200}.{n // 254 % 256}.{n % 254 + 1}"
 
 
 class SourceAddress(HTTPAdapter):

@@ -68,22 +68,27 @@ pub fn check_password(password: &str, user_inputs: &[&str]) -> Result<(), &'stat
     Ok(())
 }
 
-/// 1-64 characters, no control characters (no log or header injection).
+/// 1-64 characters, no control characters (no log or header injection) and
+/// no invisible formatting characters (no spoofed or reversed names).
 pub fn check_display_name(s: &str) -> Result<(), &'static str> {
     let len = s.trim().chars().count();
-    if (1..=64).contains(&len) && !s.chars().any(char::is_control) {
+    if (1..=64).contains(&len) && shared::text::is_clean_name(s) {
         Ok(())
     } else {
-        Err("must be 1-64 characters without control characters")
+        Err("must be 1-64 characters without control or invisible formatting characters")
     }
 }
 
 /// Up to 500 characters; line breaks allowed, other control characters not.
 pub fn check_bio(s: &str) -> Result<(), &'static str> {
-    if s.chars().count() <= 500 && !s.chars().any(|c| c.is_control() && c != '\n') {
+    if s.chars().count() <= 500
+        && !s
+            .chars()
+            .any(|c| c != '\n' && shared::text::is_forbidden_in_name(c))
+    {
         Ok(())
     } else {
-        Err("must be at most 500 characters without control characters")
+        Err("must be at most 500 characters without control or invisible formatting characters")
     }
 }
 

@@ -92,12 +92,12 @@ fn check_client_msg_id(id: Option<&str>) -> Result<(), ApiError> {
 fn check_name(name: &str) -> Result<String, ApiError> {
     let trimmed = name.trim();
     let len = trimmed.chars().count();
-    if (1..=100).contains(&len) && !trimmed.chars().any(char::is_control) {
+    if (1..=100).contains(&len) && shared::text::is_clean_name(trimmed) {
         Ok(trimmed.to_owned())
     } else {
         Err(ApiError::validation(
             "name",
-            "must be 1-100 characters without control characters",
+            "must be 1-100 characters without control or invisible formatting characters",
         ))
     }
 }

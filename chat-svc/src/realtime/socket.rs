@@ -1,6 +1,7 @@
 //! One WebSocket connection (protocol in docs/websocket.md): authentication
 //! by header or first frame, then client frames in, events out. Limits:
-//! 64 KiB frames (1009 beyond), a per-connection frame rate, a heartbeat
+//! 64 KiB frames (1009 beyond), a per-connection frame rate (a client that
+//! keeps flooding past it is closed, 1008), a heartbeat
 //! with an idle timeout, a bounded outbound queue; malformed frames get an
 //! `error` frame and the socket stays open.
 
@@ -37,6 +38,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 const RESUME_WINDOW: Duration = Duration::from_millis(1000);
 const FRAMES_PER_SEC: f64 = 10.0;
 const FRAME_BURST: f64 = 30.0;
+/// Frames refused in a row (over the rate) before a flooding client is
+/// closed (1008). Only the first refusal of a run is answered, so a flood
+/// is never amplified into as many error frames.
+const FLOOD_CLOSE_AFTER: u32 = 100;
 
 /// What the WebSocket handler needs.
 #[derive(Clone)]
@@ -152,6 +157,8 @@ struct Connection {
     session_id: String,
     /// Token bucket for client frames.
     tokens: f64,
+    /// Frames refused in a row by the rate limit.
+    refused: u32,
     refilled: Instant,
     last_seen: Instant,
     /// Live frames held during the resume window.
@@ -222,6 +229,7 @@ impl Connection {
             user: user.clone(),
             session_id,
             tokens: FRAME_BURST,
+            refused: 0,
             refilled: Instant::now(),
             last_seen: Instant::now(),
             held: Some(VecDeque::new()),
@@ -367,6 +375,13 @@ impl Connection {
                     return Flow::Close(1008, "session revoked");
                 }
                 if !self.take_token() {
+                    self.refused += 1;
+                    if self.refused > FLOOD_CLOSE_AFTER {
+                        return Flow::Close(1008, "too many frames");
+                    }
+                    if self.refused > 1 {
+                        return Flow::Continue;
+                    }
                     return self
                         .send_text(&error_frame(
                             "rate_limited",
@@ -375,6 +390,7 @@ impl Connection {
                         ))
                         .await;
                 }
+                self.refused = 0;
                 match serde_json::from_str::<ClientFrame>(&text) {
                     Ok(frame) => self.on_frame(frame).await,
                     Err(_) => {
