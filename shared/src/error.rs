@@ -191,13 +191,45 @@ impl From<validator::ValidationErrors> for ApiError {
                         .message
                         .as_ref()
                         .map(|m| m.to_string())
-                        .unwrap_or_else(|| format!("invalid value ({})", e.code));
-                    FieldError::new(field.to_string(), message)
+                        .unwrap_or_else(|| describe(e));
+                    FieldError::new(camel_case(&field), message)
                 })
             })
             .collect();
         fields.sort_by(|a, b| a.field.cmp(&b.field));
         Self::Validation(fields)
+    }
+}
+
+/// The field as clients name it: the API's JSON is camelCase, the structs'
+/// fields are snake_case.
+fn camel_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A readable message for a `validator` rule that carries none of its own.
+fn describe(e: &validator::ValidationError) -> String {
+    let param = |name: &str| e.params.get(name).map(|v| v.to_string());
+    match (e.code.as_ref(), param("min"), param("max")) {
+        ("length", Some(min), Some(max)) => format!("must be {min}-{max} characters long"),
+        ("length", Some(min), None) => format!("must be at least {min} characters long"),
+        ("length", None, Some(max)) => format!("must be at most {max} characters long"),
+        ("range", Some(min), Some(max)) => format!("must be between {min} and {max}"),
+        ("email", _, _) => "must be a valid email address".to_owned(),
+        ("url", _, _) => "must be a valid URL".to_owned(),
+        (code, _, _) => format!("invalid value ({code})"),
     }
 }
 
@@ -225,6 +257,24 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status"], 422);
         assert_eq!(v["errors"][0]["field"], "email");
+    }
+
+    #[test]
+    fn validator_errors_name_the_json_field_and_say_what_is_wrong() {
+        #[derive(validator::Validate)]
+        struct Body {
+            #[validate(length(min = 1, max = 64))]
+            refresh_token: String,
+        }
+        let errors = validator::Validate::validate(&Body {
+            refresh_token: String::new(),
+        })
+        .unwrap_err();
+        let ApiError::Validation(fields) = ApiError::from(errors) else {
+            panic!("not a validation error");
+        };
+        assert_eq!(fields[0].field, "refreshToken");
+        assert_eq!(fields[0].message, "must be 1-64 characters long");
     }
 
     #[actix_web::test]

@@ -279,6 +279,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::BadRequest("the body is not valid UTF-8".into()));
     }
+    // Every body is an object; serde would also take a struct from an array
+    // (`[null, null]`), which no client means.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(ApiError::BadRequest("the body is empty".into())),
+        Some(_) => return Err(ApiError::validation("body", "must be a JSON object")),
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -326,6 +333,20 @@ mod tests {
     fn invalid_utf8_is_a_bad_request_even_after_an_unknown_field() {
         let err = parse_json::<Login>(b"{\"x\": \"\xff\xfe\"}").unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)), "{err:?}");
+    }
+
+    #[test]
+    fn only_an_object_is_a_body() {
+        for body in [
+            &b"[null, null]"[..],
+            b"  [\"a\", \"b\"]",
+            b"\"text\"",
+            b"null",
+            b"7",
+        ] {
+            let err = parse_json::<Login>(body).unwrap_err();
+            assert_eq!(field_of(err), "body", "{}", String::from_utf8_lossy(body));
+        }
     }
 
     fn field_of(err: ApiError) -> String {

@@ -36,10 +36,15 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
+    /// Part of a username or display name (case-insensitive), at most 64 characters.
     #[serde(default)]
+    #[param(max_length = 64)]
     search: String,
+    /// 1-50, default 20.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<i64>,
 }
 

@@ -13,11 +13,13 @@ use crate::domain::views::MessageView;
 use crate::routes::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// A message id: only older messages.
     before: Option<String>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

@@ -16,11 +16,13 @@ use crate::storage::notifications::NotificationDoc;
 use crate::storage::subscriptions::{AddError, SubscriptionDoc, MAX_PER_USER};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FeedQuery {
     /// Only notifications not marked read.
     unread_only: Option<bool>,
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
