@@ -74,6 +74,12 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         event: &DecodedEnvelope,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// The consumer lost its channel or connection (it will reconnect).
+    fn interrupted(&self) {}
+
+    /// The consumer is (again) subscribed to its queue.
+    fn subscribed(&self) {}
 }
 
 /// Ids of events a queue has processed, in the consumer's own database, so
@@ -194,6 +200,7 @@ impl<H: Handler> Consumer<H> {
             match self.consume(&shutdown).await {
                 Ok(()) => break,
                 Err(e) => {
+                    self.handler.interrupted();
                     tracing::warn!(consumer = %self.tag, error = %e, retry_in_ms = backoff.as_millis() as u64, "consumer interrupted; reconnecting");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -235,6 +242,7 @@ impl<H: Handler> Consumer<H> {
             )
             .await?;
         tracing::info!(queue = %queue, prefetch = self.prefetch, "consuming");
+        self.handler.subscribed();
         loop {
             let next = tokio::select! {
                 d = deliveries.next() => d,

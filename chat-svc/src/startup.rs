@@ -25,9 +25,9 @@ use crate::realtime::socket::Realtime;
 use crate::routes::{self, AppState};
 use crate::storage::chats::Chats;
 use crate::storage::messages::Messages;
-use crate::storage::revocations::Revocations;
 use crate::storage::timeline::Timeline;
 use crate::storage::users::Users;
+use shared::revocations::Revocations;
 
 pub struct Application(Running);
 
@@ -111,11 +111,7 @@ impl Application {
             Source::Fanout {
                 instance_id: common.instance_id.clone(),
             },
-            Arc::new(FanoutHandler {
-                hub: hub.clone(),
-                users,
-                revocations: revocations.clone(),
-            }),
+            Arc::new(FanoutHandler::new(hub.clone(), users, revocations.clone())),
             metrics,
         )
         .with_prefetch(512);

@@ -12,6 +12,7 @@ use broker::consumer::Source;
 use broker::topology::{NOTIFY_SVC_AUTH, NOTIFY_SVC_CHAT};
 use broker::{Consumer, ProcessedEvents, RetrySchedule};
 use shared::cache::Cache;
+use shared::revocations::Revocations;
 use shared::server::Running;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +72,13 @@ impl Application {
             shutdown.clone(),
         )));
 
+        // Sessions revoked at auth-svc: refused here within seconds, even
+        // without Redis (recorded by the auth consumer, polled every 2 s).
+        let revocations = Revocations::new(&db);
+        infra
+            .tasks
+            .push(tokio::spawn(revocations.clone().run_sync(shutdown.clone())));
+
         let schedule = if settings.retry_schedule == "fast" {
             RetrySchedule::fast()
         } else {
@@ -83,6 +91,7 @@ impl Application {
                 Source::Durable(queue),
                 Arc::new(NotifyHandler {
                     notifier: notifier.clone(),
+                    revocations: revocations.clone(),
                 }),
                 infra.metrics.clone(),
             )
@@ -111,7 +120,9 @@ impl Application {
         };
         infra.tasks.push(tokio::spawn(mail.run(shutdown.clone())));
 
-        let verifier = infra.verifier(common)?;
+        let verifier = infra
+            .verifier(common)?
+            .with_revocations(Arc::new(revocations));
         let state = AppState {
             preferences: notifier.preferences.clone(),
             notifications: notifier.notifications.clone(),

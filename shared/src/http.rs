@@ -284,6 +284,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         None => return Err(ApiError::BadRequest("the body is empty".into())),
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
+            return Err(ApiError::BadRequest("the body is not valid JSON".into()))
+        }
         Some(_) => return Err(ApiError::validation("body", "must be a JSON object")),
     }
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -347,6 +350,11 @@ mod tests {
             let err = parse_json::<Login>(body).unwrap_err();
             assert_eq!(field_of(err), "body", "{}", String::from_utf8_lossy(body));
         }
+        let err = parse_json::<Login>(b"[").unwrap_err();
+        assert!(
+            matches!(err, ApiError::BadRequest(_)),
+            "malformed stays 400: {err:?}"
+        );
     }
 
     fn field_of(err: ApiError) -> String {

@@ -15,6 +15,7 @@
 //! - [`auth`]: access-token verification (Ed25519 JWT) as an actix extractor.
 //! - [`cache`]: the typed, versioned Redis read cache.
 //! - [`ratelimit`]: failure counters per key in Redis with a local fallback.
+//! - [`revocations`]: sessions revoked at auth-svc, as the other services know them.
 //! - [`client_ip`]: the client address, trusting `X-Forwarded-For` only from proxies.
 //! - [`text`]: what a name users show to others may contain.
 //! - [`storage`]: MongoDB and Redis connection set-up with fail-fast timeouts.
@@ -31,6 +32,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+pub mod revocations;
 pub mod server;
 pub mod shutdown;
 pub mod storage;

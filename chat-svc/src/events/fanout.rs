@@ -1,7 +1,8 @@
 //! This instance's fan-out consumer: every chat and realtime event, and
 //! every session revocation, delivered to the sockets connected here.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use broker::consumer::HandlerError;
 use broker::events::DecodedEnvelope;
@@ -9,16 +10,58 @@ use broker::{Event, Handler};
 
 use super::frames::{frame_for, with_cursor};
 use crate::realtime::hub::Hub;
-use crate::storage::revocations::Revocations;
 use crate::storage::users::Users;
+use shared::revocations::Revocations;
+
+/// How far before the loss of the fan-out queue a catch-up reaches back:
+/// events already routed to the old queue but not yet consumed were lost
+/// with it (their timeline entries were written before they were published).
+const CATCH_UP_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct FanoutHandler {
     pub hub: Arc<Hub>,
     pub users: Users,
     pub revocations: Revocations,
+    /// When the fan-out queue was lost (it is exclusive: it goes with the
+    /// connection, and so do the events routed to it meanwhile).
+    pub lost_at: Mutex<Option<SystemTime>>,
+}
+
+impl FanoutHandler {
+    pub fn new(hub: Arc<Hub>, users: Users, revocations: Revocations) -> Self {
+        Self {
+            hub,
+            users,
+            revocations,
+            lost_at: Mutex::new(None),
+        }
+    }
 }
 
 impl Handler for FanoutHandler {
+    fn interrupted(&self) {
+        if let Ok(mut lost) = self.lost_at.lock() {
+            lost.get_or_insert_with(SystemTime::now);
+        }
+    }
+
+    /// Back on a new queue: every socket here catches up from its user's
+    /// timeline, so an outage of the broker loses no live event.
+    fn subscribed(&self) {
+        let lost = self.lost_at.lock().ok().and_then(|mut l| l.take());
+        if let Some(at) = lost {
+            let from = at
+                .checked_sub(CATCH_UP_MARGIN)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            tracing::info!(
+                from_ms = from,
+                "fan-out queue back; sockets catch up from the timelines"
+            );
+            self.hub.catch_up_all(from);
+        }
+    }
+
     async fn handle(&self, event: &DecodedEnvelope) -> Result<(), HandlerError> {
         if let Event::SessionRevoked(s) = &event.data {
             self.revocations.remember(&s.session_id);

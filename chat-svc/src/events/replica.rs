@@ -8,8 +8,8 @@ use shared::cache::Cache;
 
 use crate::domain::service::PROFILES_GENERATION;
 
-use crate::storage::revocations::Revocations;
 use crate::storage::users::{UserDoc, Users};
+use shared::revocations::Revocations;
 
 pub struct ReplicaHandler {
     pub cache: Cache,

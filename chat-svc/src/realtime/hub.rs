@@ -17,6 +17,10 @@ pub enum Outbound {
     Frame(Arc<str>),
     /// Close with a code (1008 revoked session, 1001 going away).
     Close(u16, &'static str),
+    /// This instance lost its fan-out queue for a while: send what the
+    /// user's timeline holds from this time (ms since the epoch) on that
+    /// the socket has not had yet.
+    CatchUp(u64),
 }
 
 struct Conn {
@@ -123,6 +127,15 @@ impl Hub {
                 .filter(|c| c.session_id == session_id)
             {
                 let _ = conn.tx.try_send(Outbound::Close(1008, "session revoked"));
+            }
+        }
+    }
+
+    /// Asks every socket to catch up from `from_ms` (see [`Outbound::CatchUp`]).
+    pub fn catch_up_all(&self, from_ms: u64) {
+        if let Ok(users) = self.users.read() {
+            for conn in users.values().flatten() {
+                let _ = conn.tx.try_send(Outbound::CatchUp(from_ms));
             }
         }
     }

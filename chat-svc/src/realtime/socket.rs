@@ -26,8 +26,8 @@ use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
 use super::presence::PresenceTracker;
 use crate::domain::service::ChatService;
 use crate::events::frames::{cursor_of, with_cursor};
-use crate::storage::revocations::Revocations;
 use crate::storage::timeline::{cursor_key, Replay, Timeline};
+use shared::revocations::Revocations;
 
 pub const MAX_FRAME: usize = 64 * 1024;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -166,6 +166,34 @@ struct Connection {
     held_until: Instant,
     /// After a replay: live frames at or before this cursor were replayed.
     replayed_up_to: Option<(u64, u64)>,
+    /// Cursors recently sent, so a catch-up never repeats a frame.
+    sent: SentCursors,
+}
+
+/// The last [`SENT_REMEMBERED`] cursors sent on a socket.
+#[derive(Default)]
+struct SentCursors {
+    order: VecDeque<(u64, u64)>,
+    set: std::collections::HashSet<(u64, u64)>,
+}
+
+const SENT_REMEMBERED: usize = 2048;
+
+impl SentCursors {
+    fn contains(&self, key: (u64, u64)) -> bool {
+        self.set.contains(&key)
+    }
+
+    fn insert(&mut self, key: (u64, u64)) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > SENT_REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 enum Flow {
@@ -235,6 +263,7 @@ impl Connection {
             held: Some(VecDeque::new()),
             held_until: Instant::now() + RESUME_WINDOW,
             replayed_up_to: None,
+            sent: SentCursors::default(),
         };
         let outcome = if conn.session.text(ready).await.is_err() {
             Flow::Close(1000, "closed")
@@ -266,6 +295,7 @@ impl Connection {
                 out = rx.recv() => match out {
                     Some(Outbound::Frame(f)) => self.send_live(f).await,
                     Some(Outbound::Close(code, why)) => Flow::Close(code, why),
+                    Some(Outbound::CatchUp(from_ms)) => self.catch_up(from_ms).await,
                     None => Flow::Close(1008, "too slow: outbound queue full"),
                 },
                 msg = stream.next() => self.on_message(msg).await,
@@ -302,12 +332,39 @@ impl Connection {
             }
             return Flow::Continue;
         }
-        if let Some(limit) = self.replayed_up_to {
-            if cursor_of(&frame).is_some_and(|c| cursor_key(c) <= limit) {
+        let cursor = cursor_of(&frame).map(cursor_key);
+        if let Some(cursor) = cursor {
+            if self.replayed_up_to.is_some_and(|limit| cursor <= limit)
+                || self.sent.contains(cursor)
+            {
                 return Flow::Continue;
             }
+            self.sent.insert(cursor);
         }
         self.send_text(&frame).await
+    }
+
+    /// Sends what the user's timeline holds from `from_ms` on that this
+    /// socket has not had (its instance lost the broker meanwhile). A
+    /// socket still in its resume window gets it from the resume instead.
+    async fn catch_up(&mut self, from_ms: u64) -> Flow {
+        if self.held.is_some() {
+            return Flow::Continue;
+        }
+        let Some(frames) = self.rt.timeline.since(&self.user, from_ms).await else {
+            return Flow::Continue;
+        };
+        for (id, body) in frames {
+            let key = cursor_key(&id);
+            if self.sent.contains(key) {
+                continue;
+            }
+            self.sent.insert(key);
+            if let Flow::Close(c, w) = self.send_text(&with_cursor(&body, &id)).await {
+                return Flow::Close(c, w);
+            }
+        }
+        Flow::Continue
     }
 
     /// Ends the resume window: replays after `cursor` (if any), then the
@@ -328,6 +385,7 @@ impl Connection {
                         if let Flow::Close(c, w) = self.send_text(&with_cursor(&body, &id)).await {
                             return Flow::Close(c, w);
                         }
+                        self.sent.insert(cursor_key(&id));
                         self.replayed_up_to = Some(cursor_key(&id));
                     }
                 }

@@ -1,7 +1,6 @@
 //! MongoDB collections of chat-svc, its Redis timeline and caches.
 //!
 //! - [`users`]: the replica of public profiles learned from auth events.
-//! - [`revocations`]: sessions revoked at auth-svc, replicated.
 //! - [`chats`]: chats, members, admins, read markers.
 //! - [`messages`]: message history with send idempotency.
 //! - [`timeline`]: per-user Redis streams that order what a user receives
@@ -9,7 +8,6 @@
 
 pub mod chats;
 pub mod messages;
-pub mod revocations;
 pub mod timeline;
 pub mod users;
 

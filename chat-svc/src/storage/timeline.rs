@@ -122,6 +122,37 @@ impl Timeline {
     }
 }
 
+impl Timeline {
+    /// Everything of `user`'s timeline from `from_ms` (Redis time, ms) on,
+    /// for a socket catching up after its instance lost the broker; `None`
+    /// when Redis does not answer.
+    pub async fn since(&self, user: &str, from_ms: u64) -> Option<Vec<(String, String)>> {
+        let key = format!("{}{user}", self.prefix);
+        let op = async {
+            let mut conn = self.pool.get().await.ok()?;
+            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(format!("{from_ms}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(KEEP * 2)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            Some(
+                entries
+                    .into_iter()
+                    .filter_map(|(id, fields)| fields.get(1).cloned().map(|f| (id, f)))
+                    .collect(),
+            )
+        };
+        tokio::time::timeout(OP_TIMEOUT * 4, op)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,12 @@
 //! The two queues notify-svc consumes, one handler for both:
 //! `notify-svc.chat` (messages, read markers, membership, chat names) and
-//! `notify-svc.auth` (users and security events).
+//! `notify-svc.auth` (users, security events and session revocations).
 
 use broker::consumer::HandlerError;
 use broker::events::DecodedEnvelope;
 use broker::{Event, Handler};
+
+use shared::revocations::Revocations;
 
 use crate::domain::notifier::Notifier;
 use crate::storage::replica::UserDoc;
@@ -25,6 +27,7 @@ macro_rules! user_doc {
 
 pub struct NotifyHandler {
     pub notifier: Notifier,
+    pub revocations: Revocations,
 }
 
 impl Handler for NotifyHandler {
@@ -77,6 +80,11 @@ impl Handler for NotifyHandler {
                 n.security(&id, &e.user_id, "sign-in from a new device", &detail)
                     .await
             }
+            Event::SessionRevoked(s) => self
+                .revocations
+                .record(&s.session_id, &s.user_id)
+                .await
+                .map_err(|e| HandlerError::Transient(e.into())),
             _ => Ok(()),
         }
     }

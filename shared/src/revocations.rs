@@ -1,19 +1,21 @@
-//! Sessions revoked at auth-svc. The durable consumer records each one in
-//! MongoDB; every instance keeps the recent ones in memory (loaded at start,
-//! fed by its fan-out queue, and polled from MongoDB every 2 s to cover
-//! anything the fan-out missed), so checking a token costs no I/O and a
-//! revocation takes effect within seconds even without Redis.
+//! Sessions revoked at auth-svc, as a service other than auth-svc knows
+//! them (chat-svc, notify-svc). The service's durable consumer records each
+//! `auth.session.revoked` in its own MongoDB; every instance keeps the recent
+//! ones in memory (loaded at start, fed by its consumers, and polled from
+//! MongoDB every 2 s for what another instance consumed), so checking a token
+//! costs no I/O and a revocation takes effect within seconds everywhere, even
+//! without Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::auth::RevocationCheck;
+use crate::ApiError;
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Collection, Database};
-use shared::auth::RevocationCheck;
-use shared::ApiError;
 use tokio_util::sync::CancellationToken;
 
 /// Access tokens live 15 minutes; older revocations cannot matter.
@@ -33,7 +35,7 @@ impl Revocations {
         }
     }
 
-    /// Durable record (from the `chat-svc.users` consumer), idempotent.
+    /// Durable record (from the service's durable consumer), idempotent.
     pub async fn record(
         &self,
         session_id: &str,
@@ -50,7 +52,7 @@ impl Revocations {
         Ok(())
     }
 
-    /// In memory only (from the fan-out queue).
+    /// In memory only (chat-svc's fan-out queue).
     pub fn remember(&self, session_id: &str) {
         if let Ok(mut map) = self.revoked.write() {
             map.insert(session_id.to_owned(), DateTime::now());
