@@ -177,7 +177,9 @@ struct SentCursors {
     set: std::collections::HashSet<(u64, u64)>,
 }
 
-const SENT_REMEMBERED: usize = 2048;
+/// Enough for the catch-up window of a busy socket, small enough that a
+/// socket stays cheap (16 bytes a cursor, twice).
+const SENT_REMEMBERED: usize = 512;
 
 impl SentCursors {
     fn contains(&self, key: (u64, u64)) -> bool {
