@@ -178,7 +178,7 @@ impl Outbox {
         };
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
-        self.records.insert_one(&record).await?;
+        fresh_insert(self.records.insert_one(&record).await)?;
         self.hand_over(record);
         Ok(id)
     }
@@ -191,7 +191,7 @@ impl Outbox {
     ) -> Result<Uuid, OutboxError> {
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
-        self.records.insert_one(&record).await?;
+        fresh_insert(self.records.insert_one(&record).await)?;
         self.hand_over(record);
         Ok(id)
     }
@@ -375,6 +375,27 @@ pub fn only_duplicates(e: &mongodb::error::Error) -> bool {
                     .is_some_and(|errs| errs.iter().all(|w| w.code == 11000))
         }
         _ => is_duplicate_key(e),
+    }
+}
+
+/// A duplicate key on `_id` itself. When the `_id` was generated just
+/// before the insert, this can only be the same insert applied twice: the
+/// driver retried a write whose first attempt had succeeded, against a
+/// server that does not deduplicate retried writes.
+pub fn is_duplicate_id(e: &mongodb::error::Error) -> bool {
+    is_duplicate_key(e) && e.to_string().contains("index: _id_ ")
+}
+
+/// The result of inserting a document with a freshly generated `_id`: a
+/// duplicate on `_id` is our own earlier attempt, so the insert is done.
+pub fn fresh_insert<T>(result: mongodb::error::Result<T>) -> mongodb::error::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_duplicate_id(&e) => {
+            tracing::debug!("insert retried by the driver had already been applied");
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

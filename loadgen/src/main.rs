@@ -9,6 +9,9 @@
 //!   loadgen reads    [--chats 20] [--concurrency 32] [--duration 5] [--nocache URL]
 //!   loadgen idle     [--sockets 1000]
 //!   loadgen storm    [--members 50] [--rate 20] [--duration 10] [--concurrency 16]
+//!   loadgen reconnect [--clients 2000] [--window 10] [--members 50] [--rate 10] [--duration 30]
+//!                    (fan-out to every client; a third of the way in, every
+//!                    client drops and resumes, spread over the window)
 //!   loadgen quick    (all of the above at a small scale, a couple of minutes)
 //!
 //! Common options: --auth URL (auth-svc, default http://127.0.0.1:8081),
@@ -93,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
     let groups: usize = args.opt_value_from_str("--groups")?.unwrap_or(1);
     let rate: f64 = args.opt_value_from_str("--rate")?.unwrap_or(20.0);
     let chats: usize = args.opt_value_from_str("--chats")?.unwrap_or(20);
+    let clients: Option<usize> = args.opt_value_from_str("--clients")?;
+    let window: u64 = args.opt_value_from_str("--window")?.unwrap_or(10);
     let nocache = args
         .opt_value_from_str::<_, String>("--nocache")?
         .map(|u| loopback(&u))
@@ -106,7 +111,18 @@ async fn main() -> anyhow::Result<()> {
         "baseline" => {
             scenarios::baseline(secs(5), concurrency.unwrap_or(32), sockets.unwrap_or(50)).await?;
         }
-        "fanout" => scenarios::fanout(&common, members, groups, rate, secs(10)).await?,
+        "fanout" => scenarios::fanout(&common, members, groups, rate, secs(10), None).await?,
+        "reconnect" => {
+            let clients = clients.unwrap_or(2000);
+            let groups = clients.div_ceil(members);
+            let run = secs(30);
+            let reconnect = scenarios::Reconnect {
+                clients,
+                window: Duration::from_secs(window),
+                after: run / 3,
+            };
+            scenarios::fanout(&common, members, groups, rate, run, Some(reconnect)).await?
+        }
         "reads" => {
             scenarios::reads(
                 &common,
@@ -123,8 +139,8 @@ async fn main() -> anyhow::Result<()> {
         }
         "quick" => {
             scenarios::baseline(Duration::from_secs(3), 32, 50).await?;
-            scenarios::fanout(&common, 10, 2, 20.0, Duration::from_secs(5)).await?;
-            scenarios::fanout(&common, 50, 1, 20.0, Duration::from_secs(5)).await?;
+            scenarios::fanout(&common, 10, 2, 20.0, Duration::from_secs(5), None).await?;
+            scenarios::fanout(&common, 50, 1, 20.0, Duration::from_secs(5), None).await?;
             scenarios::reads(&common, 10, 16, Duration::from_secs(3), nocache.as_deref()).await?;
             scenarios::idle(&common, 500).await?;
         }

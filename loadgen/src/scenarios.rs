@@ -16,8 +16,18 @@ use crate::stats::{counter_sum, cpu_total, rss_kib, Latencies};
 use crate::users::{connect, register, wait_known, User};
 use crate::{baseline, Common};
 
-/// Per socket: (message number, arrival time).
-type Arrivals = Arc<Mutex<Vec<Vec<(u64, Instant)>>>>;
+/// Per socket: (message number, arrival time, connection number).
+type Arrivals = Arc<Mutex<Vec<Vec<(u64, Instant, u32)>>>>;
+
+/// Scenario 6 riding on scenario 2: the first `clients` sockets drop their
+/// connection and reconnect, resuming from the last cursor they processed,
+/// spread evenly over `window`, starting `after` into the run.
+#[derive(Clone, Copy)]
+pub struct Reconnect {
+    pub clients: usize,
+    pub window: Duration,
+    pub after: Duration,
+}
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -194,6 +204,7 @@ pub async fn fanout(
     groups: usize,
     rate: f64,
     duration: Duration,
+    reconnect: Option<Reconnect>,
 ) -> anyhow::Result<()> {
     let client = http();
     let users = register(&c.auth, members * groups).await?;
@@ -223,28 +234,86 @@ pub async fn fanout(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    // Every member's socket records (message number, arrival).
+    // Every member's socket records (message number, arrival, connection).
     let arrivals: Arrivals = Arc::new(Mutex::new(vec![Vec::new(); users.len()]));
+    let reconnect_latency = Arc::new(Mutex::new(Latencies::new()));
+    let reconnect_failed = Arc::new(AtomicU64::new(0));
+    // Set when the measured run starts; the storm is timed from it.
+    let run_start: Arc<std::sync::OnceLock<Instant>> = Arc::default();
     let mut readers = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut ws = connect(&c.chat, &u.token).await?;
         let arrivals = arrivals.clone();
+        let (chat, token) = (c.chat.clone(), u.token.clone());
+        let (reconnect_latency, reconnect_failed) =
+            (reconnect_latency.clone(), reconnect_failed.clone());
+        let run_start = run_start.clone();
+        let mut pending = reconnect
+            .filter(|r| i < r.clients)
+            .map(|r| r.after + r.window.mul_f64(i as f64 / r.clients.max(1) as f64));
         readers.push(tokio::spawn(async move {
-            while let Some(Ok(msg)) = ws.next().await {
-                if let Message::Text(t) = msg {
-                    if !t.contains("\"message.created\"") {
+            let mut conn = 0u32;
+            let mut cursor: Option<String> = None;
+            loop {
+                let next = match pending {
+                    Some(offset) => tokio::select! {
+                        m = ws.next() => m,
+                        _ = tokio::time::sleep_until(
+                            run_start.get().map_or(Instant::now() + Duration::from_millis(100), |s| *s + offset).into()
+                        ) => {
+                            if run_start.get().is_none_or(|s| Instant::now() < *s + offset) {
+                                continue;
+                            }
+                            pending = None;
+                            let _ = ws.close(None).await;
+                            let t0 = Instant::now();
+                            match connect(&chat, &token).await {
+                                Ok(mut fresh) => {
+                                    if let Some(c) = &cursor {
+                                        let resume = json!({"type": "resume", "cursor": c}).to_string();
+                                        let _ = fresh.send(Message::text(resume)).await;
+                                    }
+                                    ws = fresh;
+                                    conn += 1;
+                                    if let Ok(mut l) = reconnect_latency.lock() {
+                                        l.record(t0.elapsed());
+                                    }
+                                }
+                                Err(_) => {
+                                    reconnect_failed.fetch_add(1, Ordering::Relaxed);
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                    },
+                    None => ws.next().await,
+                };
+                let Some(Ok(Message::Text(t))) = next else {
+                    if matches!(next, Some(Ok(_))) {
                         continue;
                     }
-                    if let Some(k) = t
-                        .split("bench#")
-                        .nth(1)
-                        .and_then(|r| r.split('"').next())
-                        .and_then(|k| k.parse().ok())
-                    {
-                        let at = Instant::now();
-                        if let Ok(mut a) = arrivals.lock() {
-                            a[i].push((k, at));
-                        }
+                    return;
+                };
+                if let Some(c) = t
+                    .split("\"cursor\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                {
+                    cursor = Some(c.to_owned());
+                }
+                if !t.contains("\"message.created\"") {
+                    continue;
+                }
+                if let Some(k) = t
+                    .split("bench#")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .and_then(|k| k.parse().ok())
+                {
+                    let at = Instant::now();
+                    if let Ok(mut a) = arrivals.lock() {
+                        a[i].push((k, at, conn));
                     }
                 }
             }
@@ -265,6 +334,7 @@ pub async fn fanout(
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let cpu_before = cpu_total(&c.pids);
     let start = Instant::now() + Duration::from_millis(100);
+    let _ = run_start.set(start);
     let intended: Arc<Vec<Instant>> = Arc::new(
         (0..total)
             .map(|k| start + Duration::from_secs_f64(k as f64 / rate))
@@ -313,22 +383,26 @@ pub async fn fanout(
     }
     let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
     let mut lat = Latencies::new();
-    let (mut delivered, mut duplicates) = (0u64, 0u64);
+    let (mut delivered, mut duplicates, mut resume_repeats) = (0u64, 0u64, 0u64);
     for (i, got) in arrivals.iter().enumerate() {
         let g = i / members;
-        let mut seen: HashMap<u64, u32> = HashMap::new();
-        for (k, at) in got {
+        let mut seen: HashMap<u64, Vec<u32>> = HashMap::new();
+        for (k, at, conn) in got {
             if (*k as usize) % groups != g || *k >= total {
                 continue;
             }
-            let n = seen.entry(*k).or_insert(0);
-            *n += 1;
-            if *n == 1 {
+            let conns = seen.entry(*k).or_default();
+            if conns.is_empty() {
                 delivered += 1;
                 lat.record(at.saturating_duration_since(intended[*k as usize]));
-            } else {
+            } else if conns.contains(conn) {
                 duplicates += 1;
+            } else {
+                // Delivered before the reconnect and replayed after it: the
+                // documented out-of-order case (docs/websocket.md).
+                resume_repeats += 1;
             }
+            conns.push(*conn);
         }
     }
     let expected = total * members as u64;
@@ -343,6 +417,16 @@ pub async fn fanout(
         expected.saturating_sub(delivered),
         failed.load(Ordering::Relaxed)
     );
+    if let Some(r) = reconnect {
+        println!(
+            "   reconnect storm: {} sockets reconnected and resumed over {:.0} s ({} failed); time to `ready`: {}",
+            reconnect_latency.lock().map(|l| l.count()).unwrap_or(0),
+            r.window.as_secs_f64(),
+            reconnect_failed.load(Ordering::Relaxed),
+            reconnect_latency.lock().map(|l| l.summary()).unwrap_or_default()
+        );
+        println!("   frames repeated by a resume (already delivered before the reconnect): {resume_repeats}");
+    }
     println!("   latency from intended send: {}", lat.summary());
     println!(
         "   of which the POST (write, timeline, outbox) until its response: {}",
@@ -522,7 +606,7 @@ pub async fn storm(
     clients: usize,
 ) -> anyhow::Result<()> {
     println!("-- without the login storm:");
-    fanout(c, members, 1, rate, duration).await?;
+    fanout(c, members, 1, rate, duration, None).await?;
     let accounts = register(&c.auth, clients).await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -573,7 +657,7 @@ pub async fn storm(
     }
     println!("-- with {clients} clients logging in as fast as they can:");
     let started = Instant::now();
-    fanout(c, members, 1, rate, duration).await?;
+    fanout(c, members, 1, rate, duration, None).await?;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;

@@ -117,7 +117,9 @@ pub async fn wait_known(
         return Ok(());
     };
     for other in users.iter().skip(1).take(1).chain(users.last()) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // chat-svc consumes user.registered in order; after a large batch
+        // of registrations the last ones can take a while.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         loop {
             let r = client
                 .post(format!("{chat}/api/chat"))

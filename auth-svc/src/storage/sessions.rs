@@ -7,6 +7,7 @@
 //! reader may only *add* "active" (`SET NX`), a revocation overwrites with
 //! "revoked", and "revoked" never goes back.
 
+use broker::outbox::fresh_insert;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -131,14 +132,16 @@ impl Sessions {
 
     async fn new_refresh_token(&self, session_id: &str) -> Result<String, mongodb::error::Error> {
         let token = random_token();
-        self.refresh
+        let inserted = self
+            .refresh
             .insert_one(RefreshDoc {
                 hash: token_hash(&token),
                 session_id: session_id.to_owned(),
                 used: false,
                 created_at: now(),
             })
-            .await?;
+            .await;
+        fresh_insert(inserted)?;
         Ok(token)
     }
 
@@ -160,7 +163,7 @@ impl Sessions {
             revoked_at: None,
             revoked_reason: None,
         };
-        self.sessions.insert_one(&session).await?;
+        fresh_insert(self.sessions.insert_one(&session).await)?;
         let token = self.new_refresh_token(&session.id).await?;
         Ok((session, token))
     }

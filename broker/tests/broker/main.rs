@@ -446,3 +446,49 @@ async fn rabbitmqctl(cmd: &str) {
             .await;
     }
 }
+
+/// A retried insert of a fresh `_id` is recognised as already applied; a
+/// conflict on another unique index stays a conflict.
+#[tokio::test]
+async fn a_duplicate_on_the_fresh_id_counts_as_done_but_other_conflicts_do_not() {
+    use mongodb::bson::{doc, Document};
+    let env = TestEnv::new().await;
+    let plain = env.db.collection::<Document>("fresh");
+    let first = doc! { "_id": "a", "name": "one" };
+    broker::outbox::fresh_insert(plain.insert_one(&first).await).expect("first insert");
+    let again = plain
+        .insert_one(&first)
+        .await
+        .expect_err("a second insert of _id a");
+    assert!(broker::outbox::is_duplicate_id(&again), "{again}");
+    broker::outbox::fresh_insert(plain.insert_one(&first).await).expect("counts as done");
+    assert_eq!(plain.count_documents(doc! {}).await.expect("count"), 1);
+
+    let named = env.db.collection::<Document>("named");
+    named
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! { "name": 1 })
+                .options(
+                    mongodb::options::IndexOptions::builder()
+                        .unique(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .await
+        .expect("index");
+    named
+        .insert_one(doc! { "_id": "a", "name": "one" })
+        .await
+        .expect("insert");
+    let other = named
+        .insert_one(doc! { "_id": "b", "name": "one" })
+        .await
+        .expect_err("a name conflict");
+    assert!(
+        broker::outbox::is_duplicate_key(&other) && !broker::outbox::is_duplicate_id(&other),
+        "{other}"
+    );
+    assert!(broker::outbox::fresh_insert(Err::<(), _>(other)).is_err());
+}

@@ -114,7 +114,12 @@ impl Chats {
             Ok(_) => Ok((chat, true)),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
                 let existing = self.chats.find_one(doc! { "pairKey": &key }).await?;
-                existing.map(|c| (c, false)).ok_or(e)
+                match existing {
+                    // Our own insert, applied by a retried attempt.
+                    Some(c) if c.id == chat.id => Ok((chat, true)),
+                    Some(c) => Ok((c, false)),
+                    None => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
@@ -144,7 +149,7 @@ impl Chats {
             latest_message_id: None,
             version: 1,
         };
-        self.chats.insert_one(&chat).await?;
+        broker::outbox::fresh_insert(self.chats.insert_one(&chat).await)?;
         Ok(chat)
     }
 

@@ -74,7 +74,13 @@ impl Messages {
                     .coll
                     .find_one(doc! { "idemKey": &msg.idem_key })
                     .await?;
-                existing.map(|m| (m, false)).ok_or(e)
+                match existing {
+                    // Our own insert, applied by an attempt the driver
+                    // retried: it is new, and its event must be recorded.
+                    Some(m) if m.id == msg.id => Ok((msg, true)),
+                    Some(m) => Ok((m, false)),
+                    None => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
