@@ -146,6 +146,11 @@ impl Users {
         match self.coll.insert_one(user).await {
             Ok(_) => Ok(()),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
+                // Our own insert, applied by an attempt the driver retried
+                // (a server that does not deduplicate retried writes)?
+                if self.coll.find_one(doc! { "_id": &user.id }).await?.is_some() {
+                    return Ok(());
+                }
                 // Which one? Ask, rather than parse the server's message.
                 let name_taken = self
                     .coll
