@@ -148,7 +148,12 @@ impl Users {
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
                 // Our own insert, applied by an attempt the driver retried
                 // (a server that does not deduplicate retried writes)?
-                if self.coll.find_one(doc! { "_id": &user.id }).await?.is_some() {
+                if self
+                    .coll
+                    .find_one(doc! { "_id": &user.id })
+                    .await?
+                    .is_some()
+                {
                     return Ok(());
                 }
                 // Which one? Ask, rather than parse the server's message.
