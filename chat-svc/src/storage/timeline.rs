@@ -100,19 +100,7 @@ impl Timeline {
             if anchor.is_empty() {
                 return Some(Replay::Resync);
             }
-            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(format!("({cursor}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(KEEP * 2)
-                .query_async(&mut conn)
-                .await
-                .ok()?;
-            let frames = entries
-                .into_iter()
-                .filter_map(|(id, fields)| fields.get(1).cloned().map(|f| (id, f)))
-                .collect();
+            let frames = frames_from(&mut conn, &key, &format!("({cursor}")).await?;
             Some(Replay::Frames(frames))
         };
         match tokio::time::timeout(OP_TIMEOUT * 4, op).await {
@@ -120,6 +108,30 @@ impl Timeline {
             _ => Replay::Resync,
         }
     }
+}
+
+/// `(cursor, frame)` of the entries of `key` from `start` (an XRANGE bound)
+/// on, at most twice what a timeline keeps.
+async fn frames_from(
+    conn: &mut deadpool_redis::Connection,
+    key: &str,
+    start: &str,
+) -> Option<Vec<(String, String)>> {
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg("+")
+        .arg("COUNT")
+        .arg(KEEP * 2)
+        .query_async(conn)
+        .await
+        .ok()?;
+    Some(
+        entries
+            .into_iter()
+            .filter_map(|(id, fields)| fields.get(1).cloned().map(|f| (id, f)))
+            .collect(),
+    )
 }
 
 impl Timeline {
@@ -130,21 +142,7 @@ impl Timeline {
         let key = format!("{}{user}", self.prefix);
         let op = async {
             let mut conn = self.pool.get().await.ok()?;
-            let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-                .arg(&key)
-                .arg(format!("{from_ms}-0"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(KEEP * 2)
-                .query_async(&mut conn)
-                .await
-                .ok()?;
-            Some(
-                entries
-                    .into_iter()
-                    .filter_map(|(id, fields)| fields.get(1).cloned().map(|f| (id, f)))
-                    .collect(),
-            )
+            frames_from(&mut conn, &key, &format!("{from_ms}-0")).await
         };
         tokio::time::timeout(OP_TIMEOUT * 4, op)
             .await
