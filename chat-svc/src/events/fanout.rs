@@ -24,7 +24,7 @@ pub struct FanoutHandler {
     pub revocations: Revocations,
     /// When the fan-out queue was lost (it is exclusive: it goes with the
     /// connection, and so do the events routed to it meanwhile).
-    pub lost_at: Mutex<Option<SystemTime>>,
+    lost_at: Mutex<Option<SystemTime>>,
 }
 
 impl FanoutHandler {
