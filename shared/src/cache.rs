@@ -37,6 +37,13 @@ const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 /// been computed before the write has expired anyway.
 const MAX_ENTRY_TTL: Duration = Duration::from_secs(300);
 
+fn push_bump(pipe: &mut redis::Pipeline, key: &str) {
+    pipe.incr(key, 1)
+        .ignore()
+        .expire(key, GENERATION_TTL.as_secs() as i64)
+        .ignore();
+}
+
 #[derive(Serialize, Deserialize)]
 struct Versioned<T> {
     v: i64,
@@ -297,13 +304,19 @@ impl Cache {
         });
     }
 
+    /// Adds the bump of `generations` to `pipe` (its replies ignored), for a
+    /// writer that has other Redis commands to send in the same round trip.
+    /// If that round trip fails, call [`Cache::bump`] to get the retries.
+    pub fn bump_in(&self, pipe: &mut redis::Pipeline, generations: &[String]) {
+        for g in generations {
+            push_bump(pipe, &self.generation_key(g));
+        }
+    }
+
     async fn try_bump(&self, keys: &[String]) -> bool {
         let mut pipe = redis::pipe();
         for key in keys {
-            pipe.incr(key, 1)
-                .ignore()
-                .expire(key, GENERATION_TTL.as_secs() as i64)
-                .ignore();
+            push_bump(&mut pipe, key);
         }
         // Bumps happen even when reads are disabled: another instance may
         // have the cache on.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::AsyncCommands;
+use deadpool_redis::redis;
 use deadpool_redis::Pool;
 
 /// "At most `limit` failures per `window` per key."
@@ -36,8 +36,12 @@ impl FailureLimiter {
         let redis_key = format!("{}{key}", self.prefix);
         let remote = async {
             let mut conn = self.pool.get().await.ok()?;
-            let count: Option<u32> = conn.get(&redis_key).await.ok()?;
-            let ttl: i64 = conn.ttl(&redis_key).await.ok()?;
+            let (count, ttl): (Option<u32>, i64) = redis::pipe()
+                .get(&redis_key)
+                .ttl(&redis_key)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
             Some((count.unwrap_or(0), ttl))
         };
         let local = self.local_state(key);
@@ -59,10 +63,20 @@ impl FailureLimiter {
         let window = self.window.as_secs().max(1);
         let remote = async {
             let mut conn = self.pool.get().await.ok()?;
-            let n: u32 = conn.incr(&redis_key, 1).await.ok()?;
-            if n == 1 {
-                let _: Result<(), _> = conn.expire(&redis_key, window as i64).await;
-            }
+            // One round trip: the window starts with the first failure (SET
+            // NX with its expiry), later ones only count.
+            let (n,): (u32,) = redis::pipe()
+                .cmd("SET")
+                .arg(&redis_key)
+                .arg(0)
+                .arg("EX")
+                .arg(window)
+                .arg("NX")
+                .ignore()
+                .incr(&redis_key, 1)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
             Some(n)
         };
         // The local count is kept either way, so a Redis outage mid-attack

@@ -12,6 +12,7 @@ use broker::events::chat::{
     MessageUpdated, ReadMarked, Typing,
 };
 use broker::{Envelope, Event, EventPayload, Outbox, Publisher};
+use deadpool_redis::redis;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -45,14 +46,35 @@ pub struct ChatService {
 const FIRST_PAGE: i64 = 50;
 
 /// Cache generations (see [`Cache::get_checked`]): one per user (their chat
-/// list), one per chat (the chat document and its first page), one for all
-/// profiles (they are embedded in both and change rarely).
+/// list), one per chat (the chat document and its first page), one per
+/// chat's membership (who may post; bumped by every change but messages and
+/// read marks, so the send path stays cached while a chat is busy), one for
+/// all profiles (they are embedded in both and change rarely).
 fn user_generation(user: &str) -> String {
     format!("u:{user}")
 }
 
 fn chat_generation(chat: &str) -> String {
     format!("c:{chat}")
+}
+
+fn members_generation(chat: &str) -> String {
+    format!("m:{chat}")
+}
+
+/// Who belongs to a chat and who runs it: all that sending, editing,
+/// deleting, read marks, typing and history need to know.
+#[derive(Serialize, serde::Deserialize)]
+struct Membership {
+    is_group: bool,
+    member_ids: Vec<String>,
+    admin_ids: Vec<String>,
+}
+
+impl Membership {
+    fn is_admin(&self, user: &str) -> bool {
+        self.admin_ids.iter().any(|a| a == user)
+    }
 }
 
 pub const PROFILES_GENERATION: &str = "p";
@@ -140,20 +162,38 @@ impl ChatService {
         let frame = frames::frame_for(&draft, &self.users).await;
         // The database write is done: invalidate before anyone is answered.
         let mut generations = vec![chat_generation(chat_id)];
-        if let Some(frame) = &frame {
-            generations.extend(frame.recipients.iter().map(|u| user_generation(u)));
+        if !matches!(
+            draft,
+            Event::MessageCreated(_)
+                | Event::MessageUpdated(_)
+                | Event::MessageDeleted(_)
+                | Event::ReadMarked(_)
+        ) {
+            generations.push(members_generation(chat_id));
         }
-        self.cache.bump(&generations).await;
-        if let Some(frame) = frame {
-            let cursors = self
-                .timeline
-                .append(&frame.recipients, &frame.body.to_string())
+        let Some(frame) = frame else {
+            self.cache.bump(&generations).await;
+            return self
+                .enqueue(chat_id, correlation_id, build(Cursors::new()))
                 .await;
-            let event = build(cursors);
-            return self.enqueue(chat_id, correlation_id, event).await;
-        }
-        self.enqueue(chat_id, correlation_id, build(Cursors::new()))
+        };
+        generations.extend(frame.recipients.iter().map(|u| user_generation(u)));
+        // One Redis round trip: the bumps run first, then the appends.
+        let mut pipe = redis::pipe();
+        self.cache.bump_in(&mut pipe, &generations);
+        let cursors = match self
+            .timeline
+            .append(pipe, &frame.recipients, &frame.body.to_string())
             .await
+        {
+            Some(cursors) => cursors,
+            None => {
+                // Nothing ran: bump on its own, retried until it lands.
+                self.cache.bump(&generations).await;
+                Cursors::new()
+            }
+        };
+        self.enqueue(chat_id, correlation_id, build(cursors)).await
     }
 
     async fn enqueue<E: EventPayload>(
@@ -180,6 +220,22 @@ impl ChatService {
             })
             .await?;
         chat.filter(|c| c.member_ids.iter().any(|m| m == user))
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// The chat's membership if `user` is a member, else 404.
+    async fn membership(&self, chat_id: &str, user: &str) -> Result<Membership, ApiError> {
+        let members: Option<Membership> = self
+            .cached("members", chat_id, &[members_generation(chat_id)], async {
+                Ok(self.chats.get(chat_id).await?.map(|c| Membership {
+                    is_group: c.is_group,
+                    member_ids: c.member_ids,
+                    admin_ids: c.admin_ids,
+                }))
+            })
+            .await?;
+        members
+            .filter(|m| m.member_ids.iter().any(|id| id == user))
             .ok_or(ApiError::NotFound)
     }
 
@@ -461,7 +517,7 @@ impl ChatService {
         before: Option<&str>,
         limit: i64,
     ) -> Result<(Vec<MessageView>, bool), ApiError> {
-        self.member_chat(chat_id, user).await?;
+        self.membership(chat_id, user).await?;
         if before.is_some() || limit > FIRST_PAGE {
             return self.page(chat_id, before, limit).await;
         }
@@ -517,7 +573,7 @@ impl ChatService {
     ) -> Result<(MessageView, bool), ApiError> {
         check_content(content)?;
         check_client_msg_id(client_msg_id)?;
-        let chat = self.member_chat(chat_id, user).await?;
+        let chat = self.membership(chat_id, user).await?;
         let limit_key = format!("send:{user}");
         if let Some(retry_after_secs) = self.send_limit.blocked(&limit_key).await {
             return Err(ApiError::RateLimited { retry_after_secs });
@@ -570,7 +626,7 @@ impl ChatService {
         rid: &str,
     ) -> Result<MessageView, ApiError> {
         check_content(content)?;
-        let chat = self.member_chat(chat_id, user).await?;
+        let chat = self.membership(chat_id, user).await?;
         let existing = self
             .messages
             .get(chat_id, message_id)
@@ -589,7 +645,7 @@ impl ChatService {
             .edit(chat_id, message_id, user, content)
             .await?
             .ok_or(ApiError::NotFound)?;
-        self.changed(&chat, message, rid, true).await
+        self.changed(chat_id, &chat, message, rid, true).await
     }
 
     pub async fn delete(
@@ -599,7 +655,7 @@ impl ChatService {
         message_id: &str,
         rid: &str,
     ) -> Result<MessageView, ApiError> {
-        let chat = self.member_chat(chat_id, user).await?;
+        let chat = self.membership(chat_id, user).await?;
         let existing = self
             .messages
             .get(chat_id, message_id)
@@ -615,12 +671,13 @@ impl ChatService {
             .delete(chat_id, message_id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        self.changed(&chat, message, rid, false).await
+        self.changed(chat_id, &chat, message, rid, false).await
     }
 
     async fn changed(
         &self,
-        chat: &ChatDoc,
+        chat_id: &str,
+        chat: &Membership,
         message: MessageDoc,
         rid: &str,
         edited: bool,
@@ -634,10 +691,10 @@ impl ChatService {
         let members = chat.member_ids.clone();
         if edited {
             self.record(
-                &chat.id,
+                chat_id,
                 rid,
                 |cursors| MessageUpdated {
-                    chat_id: chat.id.clone(),
+                    chat_id: chat_id.to_owned(),
                     member_ids: members.clone(),
                     message: snap.clone(),
                     cursors,
@@ -647,10 +704,10 @@ impl ChatService {
             .await?;
         } else {
             self.record(
-                &chat.id,
+                chat_id,
                 rid,
                 |cursors| MessageDeleted {
-                    chat_id: chat.id.clone(),
+                    chat_id: chat_id.to_owned(),
                     member_ids: members.clone(),
                     message: snap.clone(),
                     cursors,
@@ -669,7 +726,7 @@ impl ChatService {
         message_id: &str,
         rid: &str,
     ) -> Result<(), ApiError> {
-        let chat = self.member_chat(chat_id, user).await?;
+        let chat = self.membership(chat_id, user).await?;
         self.messages
             .get(chat_id, message_id)
             .await?
@@ -698,7 +755,7 @@ impl ChatService {
         if state != "start" && state != "stop" {
             return Err(ApiError::validation("state", "must be start or stop"));
         }
-        let chat = self.member_chat(chat_id, user).await?;
+        let chat = self.membership(chat_id, user).await?;
         let event = Typing {
             chat_id: chat_id.to_owned(),
             user_id: user.to_owned(),

@@ -52,11 +52,18 @@ impl Timeline {
         }
     }
 
-    /// Appends `frame` (a JSON object without `cursor`) for every user.
-    pub async fn append(&self, users: &[String], frame: &str) -> Cursors {
+    /// Appends `frame` (a JSON object without `cursor`) for every user, in
+    /// one round trip with whatever `pipe` already holds (commands whose
+    /// replies are ignored). `None` when Redis did not answer: the events
+    /// then go out without cursors and `pipe`'s commands did not run.
+    pub async fn append(
+        &self,
+        mut pipe: redis::Pipeline,
+        users: &[String],
+        frame: &str,
+    ) -> Option<Cursors> {
         let op = async {
             let mut conn = self.pool.get().await.ok()?;
-            let mut pipe = redis::pipe();
             for user in users {
                 let key = format!("{}{user}", self.prefix);
                 pipe.cmd("XADD")
@@ -72,13 +79,11 @@ impl Timeline {
             let ids: Vec<String> = pipe.query_async(&mut conn).await.ok()?;
             Some(users.iter().cloned().zip(ids).collect::<Cursors>())
         };
-        match tokio::time::timeout(OP_TIMEOUT, op).await {
-            Ok(Some(cursors)) => cursors,
-            _ => {
-                tracing::warn!("timeline unavailable; events go out without cursors");
-                Cursors::new()
-            }
+        let cursors = tokio::time::timeout(OP_TIMEOUT, op).await.ok().flatten();
+        if cursors.is_none() {
+            tracing::warn!("timeline unavailable; events go out without cursors");
         }
+        cursors
     }
 
     /// Everything after `cursor`, or `Resync` when it cannot be served.
