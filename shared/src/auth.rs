@@ -5,7 +5,7 @@
 //! supplied by the service then refuses revoked sessions.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -72,7 +72,14 @@ pub struct TokenVerifier {
     keys: Arc<HashMap<String, DecodingKey>>,
     validation: Validation,
     revocations: Option<Arc<dyn RevocationCheck>>,
+    verified: Arc<Mutex<HashMap<Box<str>, Claims>>>,
 }
+
+/// Access tokens whose signature this process has checked, by their exact
+/// text: a client sends the same token for up to 15 minutes, and the
+/// Ed25519 check is most of a cached read's CPU. Bounded; expiry, type and
+/// revocation are still checked on every use.
+const VERIFIED_CAPACITY: usize = 4096;
 
 /// Raw 32-byte Ed25519 public key from a SubjectPublicKeyInfo PEM (what
 /// `openssl genpkey -algorithm ed25519` writes).
@@ -119,6 +126,7 @@ impl TokenVerifier {
             keys: Arc::new(map),
             validation,
             revocations: None,
+            verified: Arc::default(),
         })
     }
 
@@ -143,12 +151,45 @@ impl TokenVerifier {
         Ok(data.claims)
     }
 
+    /// An access token verified earlier by this process and not expired
+    /// since.
+    fn verified_before(&self, token: &str) -> Option<Claims> {
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        let verified = self.verified.lock().ok()?;
+        verified
+            .get(token)
+            .filter(|c| c.exp + leeway > now)
+            .cloned()
+    }
+
+    fn remember_verified(&self, token: &str, claims: &Claims) {
+        let Ok(mut verified) = self.verified.lock() else {
+            return;
+        };
+        if verified.len() >= VERIFIED_CAPACITY {
+            let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+            verified.retain(|_, c| c.exp > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(token.into(), claims.clone());
+    }
+
     /// Signature, claims, and that the session is not revoked.
     pub async fn verify_access(&self, token: &str) -> Result<Claims, ApiError> {
-        let claims = self.verify(token, TokenType::Access).map_err(|e| {
-            tracing::debug!(reason = %e, "access token refused");
-            ApiError::Unauthorized
-        })?;
+        let claims = match self.verified_before(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify(token, TokenType::Access).map_err(|e| {
+                    tracing::debug!(reason = %e, "access token refused");
+                    ApiError::Unauthorized
+                })?;
+                self.remember_verified(token, &claims);
+                claims
+            }
+        };
         let sid = claims.sid.as_deref().ok_or(ApiError::Unauthorized)?;
         if let Some(check) = &self.revocations {
             if check.is_revoked(sid).await? {

@@ -384,3 +384,64 @@ async fn token_attacks_are_refused() {
         "tampered payload"
     );
 }
+
+/// A revocation list the test can change.
+struct Revoked(std::sync::Mutex<Vec<String>>);
+
+impl shared::auth::RevocationCheck for Revoked {
+    fn is_revoked<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, ApiError>> {
+        let revoked = self.0.lock().unwrap().iter().any(|s| s == session_id);
+        Box::pin(async move { Ok(revoked) })
+    }
+}
+
+/// Access tokens verified once are remembered by their exact text; that
+/// must not weaken anything: revocation, tampering and expiry still refuse.
+#[tokio::test]
+async fn remembered_tokens_are_still_revoked_tampered_and_expired() {
+    let revoked = Arc::new(Revoked(std::sync::Mutex::new(Vec::new())));
+    let verifier = TokenVerifier::new(&[("k1".into(), PUBLIC.into())], "auth-svc", "chat-app")
+        .unwrap()
+        .with_revocations(revoked.clone());
+    let good = sign(ed_header("k1"), &claims(TokenType::Access, "chat-app", 900));
+    for _ in 0..2 {
+        assert_eq!(verifier.verify_access(&good).await.unwrap().sub, "user-1");
+    }
+
+    // Same signature, another payload: not the remembered text.
+    use base64::Engine;
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut evil = serde_json::to_value(claims(TokenType::Access, "chat-app", 900)).unwrap();
+    evil["sub"] = "admin".into();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(evil.to_string()),
+        parts[2]
+    );
+    assert!(verifier.verify_access(&tampered).await.is_err(), "tampered");
+
+    // An MFA token is never an access token, remembered or not.
+    let mfa = sign(ed_header("k1"), &claims(TokenType::Mfa, "chat-app", 900));
+    assert!(verifier.verify_access(&mfa).await.is_err(), "mfa");
+
+    revoked.0.lock().unwrap().push("session-1".into());
+    assert!(
+        verifier.verify_access(&good).await.is_err(),
+        "a remembered token of a revoked session"
+    );
+    revoked.0.lock().unwrap().clear();
+
+    // Expiry: valid for one more second (plus the 5 s leeway), remembered,
+    // then refused once that has passed.
+    let short = sign(ed_header("k1"), &claims(TokenType::Access, "chat-app", 1));
+    assert!(verifier.verify_access(&short).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(7100)).await;
+    assert!(
+        verifier.verify_access(&short).await.is_err(),
+        "a remembered token past its expiry"
+    );
+}
