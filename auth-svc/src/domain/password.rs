@@ -1,9 +1,13 @@
 //! Password hashing with argon2id (OWASP parameters: m=19456 KiB, t=2, p=1,
-//! random salt). Hashing runs on the blocking pool behind a semaphore sized
-//! to the cores, so a login flood queues briefly and then gets a 429 instead
-//! of starving the async runtime or timing out.
+//! random salt). Hashing runs on its own threads, one per permit of a
+//! semaphore sized to the cores, so a login flood queues briefly and then
+//! gets a 429 instead of starving the async runtime or timing out. The
+//! threads run at a lower CPU priority (nice 10): when the machine is busy,
+//! request handling, token checks and message delivery (on a shared host)
+//! go first, and hashing uses the rest; on an idle machine it runs at full
+//! speed.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -20,9 +24,44 @@ pub enum HashError {
     Internal(String),
 }
 
+/// Nice value of the hashing threads (0 is normal, 19 the lowest).
+const HASH_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// `n` threads taking jobs from one queue, at a lower CPU priority.
+fn hashing_threads(n: usize) -> Result<mpsc::Sender<Job>, HashError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || {
+                // Per thread on Linux; failing only costs the priority.
+                if let Err(e) = rustix::process::nice(HASH_NICE) {
+                    tracing::warn!(error = %e, "hashing thread keeps the normal priority");
+                }
+                loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            })
+            .map_err(|e| HashError::Internal(e.to_string()))?;
+    }
+    Ok(tx)
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so unknown users
     /// cost the same time as wrong passwords.
     dummy_hash: Arc<str>,
@@ -48,6 +87,7 @@ impl PasswordHasher {
         let dummy = hash_now("dummy password for timing equality")?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            jobs: hashing_threads(concurrency.max(1))?,
             dummy_hash: dummy.into(),
             wait,
         })
@@ -61,14 +101,16 @@ impl PasswordHasher {
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        let result = tokio::task::spawn_blocking(move || {
-            let out = f();
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| HashError::Internal(e.to_string()))?;
-        Ok(result)
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(f());
+                drop(permit);
+            }))
+            .map_err(|_| HashError::Internal("hashing threads stopped".into()))?;
+        result
+            .await
+            .map_err(|_| HashError::Internal("hashing job dropped".into()))
     }
 
     pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
@@ -125,5 +167,37 @@ mod tests {
         );
         let again = hasher.hash(&pw).await.unwrap();
         assert_ne!(hash, again, "random salt");
+    }
+
+    /// The hashing threads run at nice 10, the rest of the process at 0.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_yield_to_the_rest_of_the_process() {
+        // "tid (name) state ..." : nice is the 19th field.
+        fn name_and_nice(stat: &str) -> (String, i32) {
+            let (name, rest) = stat.rsplit_once(") ").unwrap();
+            (
+                name.to_owned(),
+                rest.split(' ').nth(16).unwrap().parse().unwrap(),
+            )
+        }
+        let hasher = PasswordHasher::new(2, Duration::from_secs(5)).unwrap();
+        hasher
+            .hash(&SecretString::from("x".repeat(12)))
+            .await
+            .unwrap();
+        let (_, base) = name_and_nice(&std::fs::read_to_string("/proc/self/stat").unwrap());
+        let mut niced = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            let (name, nice) = name_and_nice(&stat);
+            if name.ends_with("(argon2-0") || name.ends_with("(argon2-1") {
+                assert_eq!(nice, (base + HASH_NICE).min(19), "{name}");
+                niced += 1;
+            } else if name.contains("tokio") {
+                assert_eq!(nice, base, "{name}");
+            }
+        }
+        assert!(niced >= 2, "hashing threads found: {niced}");
     }
 }
