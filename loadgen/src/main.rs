@@ -14,10 +14,13 @@
 //!                    client drops and resumes, spread over the window)
 //!   loadgen quick    (all of the above at a small scale, a couple of minutes)
 //!
-//! Common options: --auth URL (auth-svc, default http://127.0.0.1:8081),
-//! --chat URL (chat-svc or the gateway, default http://127.0.0.1:8082),
-//! --pids a,b (service processes to account CPU and memory to; default the
-//! chat-svc pids in .dev/run). Every URL must be loopback.
+//! Common options: --auth URL (auth-svc, default $LOADGEN_AUTH or
+//! http://127.0.0.1:8081), --chat URL (chat-svc or the gateway, default
+//! $LOADGEN_CHAT or http://127.0.0.1:8082), --nocache URL (a chat-svc with
+//! the read cache off, default $LOADGEN_NOCACHE), --pids a,b (service
+//! processes to account CPU and memory to; default the chat-svc pids in
+//! $LOADGEN_RUN or .dev/run). Every URL must be loopback. `./dev bench`
+//! sets the variables for its own stack.
 
 mod baseline;
 mod scenarios;
@@ -51,7 +54,8 @@ fn loopback(url: &str) -> anyhow::Result<String> {
 
 /// chat-svc processes started by ./dev (release or dev profile).
 fn default_pids() -> Vec<u32> {
-    let run = concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/run");
+    let run = std::env::var("LOADGEN_RUN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/run").to_owned());
     let Ok(entries) = std::fs::read_dir(run) else {
         return Vec::new();
     };
@@ -64,6 +68,10 @@ fn default_pids() -> Vec<u32> {
     pids
 }
 
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = pico_args::Arguments::from_env();
@@ -72,12 +80,12 @@ async fn main() -> anyhow::Result<()> {
         auth: loopback(
             &args
                 .opt_value_from_str("--auth")?
-                .unwrap_or_else(|| "http://127.0.0.1:8081".to_owned()),
+                .unwrap_or_else(|| env_or("LOADGEN_AUTH", "http://127.0.0.1:8081")),
         )?,
         chat: loopback(
             &args
                 .opt_value_from_str("--chat")?
-                .unwrap_or_else(|| "http://127.0.0.1:8082".to_owned()),
+                .unwrap_or_else(|| env_or("LOADGEN_CHAT", "http://127.0.0.1:8082")),
         )?,
         pids: match args.opt_value_from_str::<_, String>("--pids")? {
             Some(list) => list
@@ -100,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let window: u64 = args.opt_value_from_str("--window")?.unwrap_or(10);
     let nocache = args
         .opt_value_from_str::<_, String>("--nocache")?
+        .or_else(|| std::env::var("LOADGEN_NOCACHE").ok())
         .map(|u| loopback(&u))
         .transpose()?;
     let rest = args.finish();

@@ -243,6 +243,10 @@ pub async fn fanout(
     let mut readers = Vec::new();
     for (i, u) in users.iter().enumerate() {
         let mut ws = connect(&c.chat, &u.token).await?;
+        // A fresh client has no cursor to resume from: any frame ends the
+        // resume window, so live frames are not held for it (docs/websocket.md).
+        ws.send(Message::text(json!({"type": "ping"}).to_string()))
+            .await?;
         let arrivals = arrivals.clone();
         let (chat, token) = (c.chat.clone(), u.token.clone());
         let (reconnect_latency, reconnect_failed) =
@@ -342,6 +346,9 @@ pub async fn fanout(
     );
     let failed = Arc::new(AtomicU64::new(0));
     let post_latency = Arc::new(Mutex::new(Latencies::new()));
+    // When each POST's response arrived, to split delivery latency into the
+    // POST and what follows it (relay, broker, fan-out, socket).
+    let posted: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total as usize]));
     let mut posts = Vec::new();
     let users = Arc::new(users);
     for k in 0..total {
@@ -354,7 +361,7 @@ pub async fn fanout(
             failed.clone(),
             intended[k as usize],
         );
-        let post_latency = post_latency.clone();
+        let (post_latency, posted) = (post_latency.clone(), posted.clone());
         posts.push(tokio::spawn(async move {
             tokio::time::sleep_until(at.into()).await;
             let r = client
@@ -366,6 +373,9 @@ pub async fn fanout(
             if r.is_ok_and(|r| r.status().is_success()) {
                 if let Ok(mut l) = post_latency.lock() {
                     l.record(at.elapsed());
+                }
+                if let Ok(mut p) = posted.lock() {
+                    p[k as usize] = Some(Instant::now());
                 }
             } else {
                 failed.fetch_add(1, Ordering::Relaxed);
@@ -382,7 +392,11 @@ pub async fn fanout(
         r.abort();
     }
     let arrivals = arrivals.lock().map(|a| a.clone()).unwrap_or_default();
+    let posted = posted.lock().map(|p| p.clone()).unwrap_or_default();
     let mut lat = Latencies::new();
+    let mut after_post = Latencies::new();
+    // Per message: first and last arrival over its members' sockets.
+    let mut span: HashMap<u64, (Instant, Instant)> = HashMap::new();
     let (mut delivered, mut duplicates, mut resume_repeats) = (0u64, 0u64, 0u64);
     for (i, got) in arrivals.iter().enumerate() {
         let g = i / members;
@@ -395,6 +409,12 @@ pub async fn fanout(
             if conns.is_empty() {
                 delivered += 1;
                 lat.record(at.saturating_duration_since(intended[*k as usize]));
+                if let Some(done) = posted[*k as usize] {
+                    after_post.record(at.saturating_duration_since(done));
+                }
+                let e = span.entry(*k).or_insert((*at, *at));
+                e.0 = e.0.min(*at);
+                e.1 = e.1.max(*at);
             } else if conns.contains(conn) {
                 duplicates += 1;
             } else {
@@ -431,6 +451,18 @@ pub async fn fanout(
     println!(
         "   of which the POST (write, timeline, outbox) until its response: {}",
         post_latency.lock().map(|l| l.summary()).unwrap_or_default()
+    );
+    println!(
+        "   after the POST's response until receipt (relay, broker, fan-out, socket; 0 when the frame came first): {}",
+        after_post.summary()
+    );
+    let mut spread = Latencies::new();
+    for (first, last) in span.values() {
+        spread.record(last.saturating_duration_since(*first));
+    }
+    println!(
+        "   first to last member socket of each message: {}",
+        spread.summary()
     );
     if cpu > 0.0 {
         println!(

@@ -53,7 +53,9 @@ export class ChatSocket {
       if (frame.type === "ready") {
         this.attempt = 0;
         this.onState("online");
-        if (this.cursor) ws.send(JSON.stringify({ type: "resume", cursor: this.cursor }));
+        // Resume from the last cursor; without one, any frame ends the
+        // server's resume window so live frames are not held back.
+        ws.send(JSON.stringify(this.cursor ? { type: "resume", cursor: this.cursor } : { type: "ping" }));
         window.clearInterval(this.pinger);
         this.pinger = window.setInterval(() => this.send({ type: "ping" }), 20_000);
         return;
