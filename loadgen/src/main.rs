@@ -52,11 +52,17 @@ fn loopback(url: &str) -> anyhow::Result<String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// Where ./dev keeps the pid files of the stack under test.
+pub fn run_dir() -> std::path::PathBuf {
+    std::env::var_os("LOADGEN_RUN").map_or_else(
+        || concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/run").into(),
+        Into::into,
+    )
+}
+
 /// chat-svc processes started by ./dev (release or dev profile).
 fn default_pids() -> Vec<u32> {
-    let run = std::env::var("LOADGEN_RUN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../.dev/run").to_owned());
-    let Ok(entries) = std::fs::read_dir(run) else {
+    let Ok(entries) = std::fs::read_dir(run_dir()) else {
         return Vec::new();
     };
     let mut pids: Vec<u32> = entries

@@ -545,10 +545,14 @@ pub async fn reads(
                 rps / trivial_rps.max(1.0),
                 lat.summary()
             );
+            let cpu = if pids.is_empty() {
+                "n/a (no pid)".to_owned()
+            } else {
+                format!("{:.0} µs", cpu * 1e6 / (n.max(1) as f64))
+            };
             println!(
-                "   MongoDB commands per request {:.3}; chat-svc CPU {:.0} µs per request",
+                "   MongoDB commands per request {:.3}; chat-svc CPU {cpu} per request",
                 ops / (n.max(1) as f64),
-                cpu * 1e6 / (n.max(1) as f64)
             );
         }
     }
@@ -557,14 +561,11 @@ pub async fn reads(
 
 /// The cache-less chat-svc that `./dev bench` starts.
 fn nocache_pid() -> Option<u32> {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../.dev/run/bench-nocache.pid"
-    ))
-    .ok()?
-    .trim()
-    .parse()
-    .ok()
+    std::fs::read_to_string(crate::run_dir().join("bench-nocache.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 async fn db_reads(client: &reqwest::Client, base: &str) -> f64 {
