@@ -188,7 +188,7 @@ impl ChatService {
         {
             Some(cursors) => cursors,
             None => {
-                // Nothing ran: bump on its own, retried until it lands.
+                // The bumps may not have run: again on their own, retried until they land.
                 self.cache.bump(&generations).await;
                 Cursors::new()
             }

@@ -54,8 +54,9 @@ impl Timeline {
 
     /// Appends `frame` (a JSON object without `cursor`) for every user, in
     /// one round trip with whatever `pipe` already holds (commands whose
-    /// replies are ignored). `None` when Redis did not answer: the events
-    /// then go out without cursors and `pipe`'s commands did not run.
+    /// replies are ignored). `None` when Redis did not answer in time: the
+    /// events then go out without cursors, and the caller must assume
+    /// `pipe`'s commands did not run (they may have).
     pub async fn append(
         &self,
         mut pipe: redis::Pipeline,
