@@ -69,3 +69,45 @@ async fn the_window_ends_with_its_expiry() {
     limiter.record("carol").await;
     assert_eq!(limiter.blocked("carol").await, Some(1), "a new window");
 }
+
+#[tokio::test]
+async fn concurrent_attempts_get_no_more_than_the_allowance() {
+    let pool = pool();
+    let prefix = prefix();
+    // Two instances sharing Redis, 40 racing attempts against a limit of 10.
+    let one = FailureLimiter::new(pool.clone(), &prefix, "pw", 10, Duration::from_secs(60));
+    let other = FailureLimiter::new(pool.clone(), &prefix, "pw", 10, Duration::from_secs(60));
+    let tries = (0..40).map(|i| {
+        let limiter = if i % 2 == 0 { one.clone() } else { other.clone() };
+        async move { limiter.acquire("alice").await.is_ok() }
+    });
+    let granted = futures_util::future::join_all(tries).await;
+    assert_eq!(granted.iter().filter(|ok| **ok).count(), 10);
+    let refused = one.acquire("alice").await.err().unwrap();
+    assert!((55..=60).contains(&refused.retry_after_secs), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_refunded_attempt_is_given_back_and_reset_clears_the_key() {
+    let pool = pool();
+    let prefix = prefix();
+    let limiter = FailureLimiter::new(pool.clone(), &prefix, "pw", 2, Duration::from_secs(60));
+    limiter.acquire("bob").await.unwrap().refund().await;
+    let _kept = limiter.acquire("bob").await.unwrap();
+    let _kept2 = limiter.acquire("bob").await.unwrap();
+    assert!(limiter.acquire("bob").await.is_err(), "two kept of two");
+    limiter.reset("bob").await;
+    assert!(limiter.acquire("bob").await.is_ok(), "reset gives a fresh window");
+}
+
+#[tokio::test]
+async fn without_redis_the_limit_holds_on_this_instance() {
+    let dead = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    let limiter = FailureLimiter::new(dead, &prefix(), "pw", 3, Duration::from_secs(60));
+    for _ in 0..3 {
+        let _kept = limiter.acquire("carol").await.unwrap();
+    }
+    assert!(limiter.acquire("carol").await.is_err(), "never falls open");
+}

@@ -27,6 +27,10 @@ pub struct UserRegistered {
     /// Increases with every change of the profile; replicas ignore older ones.
     #[serde(default)]
     pub profile_version: i64,
+    /// Whether the owner proved they read `email` (absent in older events:
+    /// unverified). Digests and security emails go only to verified addresses.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 auth_event!(UserRegistered, "user.registered");
 
@@ -41,6 +45,8 @@ pub struct UserUpdated {
     pub email: String,
     #[serde(default)]
     pub profile_version: i64,
+    #[serde(default)]
+    pub email_verified: bool,
 }
 auth_event!(UserUpdated, "user.updated");
 
@@ -86,3 +92,29 @@ pub struct RecoveryCodeUsed {
     pub remaining: u32,
 }
 auth_event!(RecoveryCodeUsed, "auth.recovery_code.used");
+
+/// Mail this single-use link to `email` so its owner can prove they read it.
+/// auth-svc owns the token (it stores only its hash); notify-svc only mails
+/// it, to this address whether or not it is verified yet, and never logs it.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailVerificationRequested {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    /// The secret the link carries (`token=<token>`).
+    pub token: String,
+    /// When the token stops working (RFC 3339).
+    pub expires_at: String,
+}
+auth_event!(EmailVerificationRequested, "auth.email.verification_requested");
+
+impl std::fmt::Debug for EmailVerificationRequested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailVerificationRequested")
+            .field("user_id", &self.user_id)
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

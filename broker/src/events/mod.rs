@@ -72,6 +72,7 @@ closed_event_set! {
     MfaEnabled => auth::MfaEnabled,
     MfaDisabled => auth::MfaDisabled,
     RecoveryCodeUsed => auth::RecoveryCodeUsed,
+    EmailVerificationRequested => auth::EmailVerificationRequested,
     ChatCreated => chat::ChatCreated,
     ChatUpdated => chat::ChatUpdated,
     MemberAdded => chat::MemberAdded,

@@ -26,6 +26,7 @@ fn user_registered(n: usize) -> UserRegistered {
         avatar_url: None,
         email: format!("user{n}@example.com"),
         profile_version: 1,
+        email_verified: true,
     }
 }
 

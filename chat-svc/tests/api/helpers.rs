@@ -233,6 +233,7 @@ impl TestChat {
             avatar_url: None,
             email: format!("{name}@example.com"),
             profile_version: 1,
+            email_verified: true,
         })
         .await;
         let session = uuid::Uuid::new_v4().simple().to_string();
@@ -270,6 +271,7 @@ impl TestChat {
             avatar_url: None,
             email: format!("{}@example.com", user.username),
             profile_version: version,
+            email_verified: true,
         })
         .await;
     }

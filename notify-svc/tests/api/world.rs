@@ -86,6 +86,7 @@ impl World {
                 avatar_url: None,
                 email: email.clone(),
                 profile_version: 1,
+                email_verified: true,
             },
         )
         .await;
