@@ -2,7 +2,7 @@
 // settings and notifications, using only the public API of api.md. User
 // text is always put in the page as text (see dom.ts).
 
-import { Api, ApiError, Chat, Me, Message, Notification, Preferences, Profile, Session, newClientMsgId } from "./api.js";
+import { Api, ApiError, Chat, GroupAdds, Me, Message, Notification, Preferences, Profile, Session, Tokens, newClientMsgId } from "./api.js";
 import { append, clear, formValues, h, svgImage, time } from "./dom.js";
 import { ChatSocket, Frame } from "./socket.js";
 
@@ -18,6 +18,8 @@ const history = new Map<string, ChatState>();
 const online = new Set<string>();
 const typing = new Map<string, Map<string, number>>(); // chat -> user -> timer
 const seen = new Map<string, Map<string, string>>(); // chat -> user -> message id
+/** People the user blocked (GET /api/chat/blocks), by id. */
+const blocked = new Map<string, Profile>();
 let current: string | null = null;
 let unreadNotifications = 0;
 /** The notifications view is open: it follows new notifications. */
@@ -47,17 +49,32 @@ function showError(box: HTMLElement, e: unknown): void {
   box.hidden = false;
 }
 
+/** A 422's field messages next to the form's inputs of those names (as text). */
+function showFieldErrors(form: HTMLFormElement, e: unknown): void {
+  form.querySelectorAll(".field-error").forEach((el) => el.remove());
+  form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+  if (!(e instanceof ApiError)) return;
+  for (const [name, message] of Object.entries(e.fields)) {
+    const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
+    if (!input) continue;
+    input.setAttribute("aria-invalid", "true");
+    input.insertAdjacentElement("afterend", h("small", { class: "field-error error" }, message));
+  }
+}
+
 /** Runs `work` for a form: disables it meanwhile, shows errors in `box`. */
 function submit(form: HTMLFormElement, box: HTMLElement, work: (v: Record<string, string>) => Promise<void>): void {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     box.hidden = true;
+    showFieldErrors(form, null);
     const button = form.querySelector("button[type=submit]") as HTMLButtonElement | null;
     if (button) button.disabled = true;
     try {
       await work(formValues(form));
     } catch (e) {
       showError(box, e);
+      showFieldErrors(form, e);
     } finally {
       if (button) button.disabled = false;
     }
@@ -70,7 +87,7 @@ function field(label: string, name: string, type = "text", extra: Record<string,
 
 // ---------------------------------------------------------------- sign-in
 
-function renderAuth(mode: "signin" | "signup" = "signin", notice = ""): void {
+function renderAuth(mode: "signin" | "signup" = "signin", notice = "", noticeIsError = false): void {
   socket?.stop();
   socket = null;
   document.title = "Chat: sign in";
@@ -80,7 +97,7 @@ function renderAuth(mode: "signin" | "signup" = "signin", notice = ""): void {
   if (mode === "signin") {
     append(form,
       h("h1", {}, "Sign in"),
-      notice ? h("p", { class: "notice" }, notice) : null,
+      notice ? h("p", { class: noticeIsError ? "error" : "notice", role: noticeIsError ? "alert" : "status" }, notice) : null,
       field("Username or email", "login", "text", { autocomplete: "username" }),
       field("Password", "password", "password", { autocomplete: "current-password" }),
       box,
@@ -88,10 +105,22 @@ function renderAuth(mode: "signin" | "signup" = "signin", notice = ""): void {
       h("p", {}, "New here? ", h("a", { href: "#", onclick: (e: Event) => { e.preventDefault(); renderAuth("signup"); } }, "Create an account")),
     );
     submit(form, box, async (v) => {
-      const r = await api.post<{ mfaRequired?: boolean; mfaToken?: string; accessToken?: string; refreshToken?: string }>(
-        "/api/auth/login", { login: v.login, password: v.password });
-      if (r.mfaRequired && r.mfaToken) renderMfaStep(r.mfaToken);
-      else { api.setTokens(r as { accessToken: string; refreshToken: string }); await start(); }
+      // This device's token for the account: strangers' wrong guesses do
+      // not lock it out (api.md, login).
+      const deviceToken = api.deviceTokenFor(v.login);
+      const login = (withDevice: boolean) => api.post<{ mfaRequired?: boolean; mfaToken?: string } & Partial<Tokens>>(
+        "/api/auth/login", withDevice && deviceToken ? { login: v.login, password: v.password, deviceToken } : { login: v.login, password: v.password });
+      let r;
+      try {
+        r = await login(true);
+      } catch (e) {
+        // A device token the server refuses as malformed: forget it, try once without.
+        if (!(deviceToken && e instanceof ApiError && (e.status === 400 || e.status === 422) && "deviceToken" in e.fields)) throw e;
+        api.forgetDevice(deviceToken);
+        r = await login(false);
+      }
+      if (r.mfaRequired && r.mfaToken) renderMfaStep(r.mfaToken, false, api.deviceTokenFor(v.login));
+      else { api.setTokens(r as Tokens); await start(); }
     });
   } else {
     append(form,
@@ -108,7 +137,7 @@ function renderAuth(mode: "signin" | "signup" = "signin", notice = ""): void {
     submit(form, box, async (v) => {
       const body: Record<string, string> = { username: v.username, email: v.email, password: v.password };
       if (v.displayName.trim()) body.displayName = v.displayName.trim();
-      api.setTokens(await api.post("/api/auth/register", body));
+      api.setTokens(await api.post<Tokens>("/api/auth/register", body));
       await start();
     });
   }
@@ -116,7 +145,7 @@ function renderAuth(mode: "signin" | "signup" = "signin", notice = ""): void {
   (form.querySelector("input") as HTMLInputElement).focus();
 }
 
-function renderMfaStep(mfaToken: string, useRecovery = false): void {
+function renderMfaStep(mfaToken: string, useRecovery = false, deviceToken?: string): void {
   clear(root);
   const box = errorBox();
   const form = h("form", { class: "card auth", "aria-label": "Two-factor authentication" },
@@ -126,13 +155,14 @@ function renderMfaStep(mfaToken: string, useRecovery = false): void {
       : field("Code from your authenticator app", "code", "text", { inputmode: "numeric", autocomplete: "one-time-code", pattern: "[0-9]{6}", maxlength: "6" }),
     box,
     h("button", { type: "submit" }, "Verify"),
-    h("p", {}, h("a", { href: "#", onclick: (e: Event) => { e.preventDefault(); renderMfaStep(mfaToken, !useRecovery); } },
+    h("p", {}, h("a", { href: "#", onclick: (e: Event) => { e.preventDefault(); renderMfaStep(mfaToken, !useRecovery, deviceToken); } },
       useRecovery ? "Use a code from your app instead" : "Use a recovery code instead")),
   );
   submit(form, box, async (v) => {
-    const body = useRecovery ? { mfaToken, recoveryCode: v.recoveryCode.trim() } : { mfaToken, code: v.code.trim() };
+    const body: Record<string, string> = useRecovery ? { mfaToken, recoveryCode: v.recoveryCode.trim() } : { mfaToken, code: v.code.trim() };
+    if (deviceToken) body.deviceToken = deviceToken;
     try {
-      api.setTokens(await api.post("/api/auth/login/mfa", body));
+      api.setTokens(await api.post<Tokens>("/api/auth/login/mfa", body));
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
         throw new ApiError(401, "That code did not work. Codes are single use; after 5 wrong codes, sign in again.");
@@ -147,16 +177,34 @@ function renderMfaStep(mfaToken: string, useRecovery = false): void {
 
 // ---------------------------------------------------------------- app shell
 
-async function start(): Promise<void> {
+async function start(notice = "", noticeIsError = false): Promise<void> {
   try {
     me = await api.get<Me>("/api/users/me");
   } catch {
     api.setTokens(null);
-    renderAuth();
+    renderAuth("signin", notice, noticeIsError);
     return;
   }
+  api.signedInAs(me);
   renderShell();
-  socket = new ChatSocket(() => api.accessToken, async () => { await api.get("/api/users/me"); });
+  if (notice) {
+    clear(mainEl);
+    append(mainEl, h("p", { class: `empty ${noticeIsError ? "error" : "notice"}`, role: noticeIsError ? "alert" : "status" }, notice));
+  }
+  socket?.stop();
+  socket = new ChatSocket({
+    token: () => api.accessToken,
+    expiresAt: () => api.expiresAt,
+    renew: () => api.refresh(),
+    // Before each connection: a fresh token after a 4001 close (or when it
+    // is about to expire), and a REST call that refreshes an expired one or
+    // signs out when the session is gone.
+    prepare: async (fresh) => {
+      if (fresh) await api.refresh();
+      await api.get("/api/users/me");
+    },
+  });
+  api.onTokens = () => socket?.tokenChanged();
   socket.onFrame = onFrame;
   socket.onState = (s) => {
     statusEl.textContent = s === "online" ? "Connected" : s === "connecting" ? "Connecting…" : "Offline, reconnecting…";
@@ -167,6 +215,7 @@ async function start(): Promise<void> {
     void loadChats().then(() => { if (current) void openChat(current); });
   };
   socket.start();
+  void loadBlocks();
   await loadChats();
   void refreshBadge();
   if (!badgeTimers) {
@@ -203,6 +252,7 @@ async function signOut(): Promise<void> {
   api.setTokens(null);
   me = null;
   notificationsOpen = false;
+  blocked.clear();
   chats.clear();
   history.clear();
   current = null;
@@ -225,7 +275,15 @@ function startChatBox(): HTMLElement {
           append(results, h("li", {}, h("button", {
             class: "person",
             onclick: async () => {
-              const chat = await api.post<Chat>("/api/chat", { userId: p.id });
+              let chat: Chat;
+              try {
+                chat = await api.post<Chat>("/api/chat", { userId: p.id });
+              } catch (e) {
+                // E.g. a 403: that person blocked you.
+                results.querySelectorAll("li.error").forEach((el) => el.remove());
+                append(results, h("li", { class: "error", role: "alert" }, errorText(e)));
+                return;
+              }
               chats.set(chat.id, chat);
               input.value = "";
               clear(results);
@@ -324,9 +382,62 @@ function chatHeader(chat: Chat): HTMLElement {
   return h("div", { class: "chat-header" },
     h("h2", {}, title(chat)),
     other ? h("span", { class: "presence" }, online.has(other.id) ? "online" : "") : h("span", { class: "muted" }, `${chat.members.length} members`),
+    other && blocked.has(other.id) ? h("span", { class: "muted blocked-note" }, "You blocked them: they cannot write to you here.") : null,
     h("span", { class: "spacer" }),
+    other ? blockButton(other, () => refreshOpenChat(chat.id)) : null,
     chat.isGroup ? h("button", { class: "link", onclick: () => renderMembers(chat) }, "Members") : null,
   );
+}
+
+// ---------------------------------------------------------------- blocking
+
+async function loadBlocks(): Promise<void> {
+  try {
+    const list = await api.get<Profile[]>("/api/chat/blocks");
+    blocked.clear();
+    for (const p of list) blocked.set(p.id, p);
+    const chat = current ? chats.get(current) : undefined;
+    if (chat && !chat.isGroup) refreshOpenChat(chat.id);
+  } catch { /* shown as not blocked; the settings page says why */ }
+}
+
+/** PUT or DELETE /api/chat/blocks/{id}; the local list follows. */
+async function setBlocked(p: Profile, block: boolean): Promise<void> {
+  if (block) {
+    await api.put(`/api/chat/blocks/${encodeURIComponent(p.id)}`, {});
+    blocked.set(p.id, p);
+  } else {
+    await api.del(`/api/chat/blocks/${encodeURIComponent(p.id)}`);
+    blocked.delete(p.id);
+  }
+}
+
+/** A Block / Unblock button for a person; errors show in `box` or as the button's title. */
+function blockButton(p: Profile, after: () => void, box?: HTMLElement): HTMLButtonElement {
+  const isBlocked = blocked.has(p.id);
+  const button = h("button", {
+    class: isBlocked ? "link" : "link danger-text",
+    "aria-label": `${isBlocked ? "Unblock" : "Block"} ${p.displayName}`,
+    "aria-pressed": isBlocked ? "true" : "false",
+    onclick: async () => {
+      button.disabled = true;
+      try {
+        await setBlocked(p, !isBlocked);
+        after();
+      } catch (e) {
+        button.disabled = false;
+        if (box) showError(box, e); else button.title = errorText(e);
+      }
+    },
+  }, isBlocked ? "Unblock" : "Block");
+  return button;
+}
+
+/** Re-renders the open chat's header only (a draft being typed stays). */
+function refreshOpenChat(chatId: string): void {
+  const chat = chats.get(chatId);
+  const header = current === chatId ? mainEl.querySelector(".chat-header") : null;
+  if (chat && header && messagesEl) header.replaceWith(chatHeader(chat));
 }
 
 function renderChat(chat: Chat, state: ChatState): void {
@@ -499,6 +610,8 @@ function renderMembers(chat: Chat): void {
   for (const m of chat.members) {
     append(list, h("li", {}, h("span", { class: `dot${online.has(m.id) ? " on" : ""}` }), m.displayName, ` @${m.username}`,
       chat.admins.includes(m.id) ? h("small", {}, " admin") : null,
+      blocked.has(m.id) ? h("small", {}, " (blocked)") : null,
+      m.id !== me?.id ? blockButton(m, () => renderMembers(chats.get(chat.id) ?? chat), box) : null,
       isAdmin && m.id !== me?.id ? h("button", {
         class: "link",
         onclick: async () => {
@@ -698,13 +811,92 @@ async function renderSettings(): Promise<void> {
   renderList();
   clear(mainEl);
   append(mainEl, h("div", { class: "chat-header" }, h("h2", {}, "Settings")));
+  const email = h("section", { class: "card", "aria-label": "Email address" });
   const mfa = h("section", { class: "card", "aria-label": "Two-factor authentication" });
   const sessions = h("section", { class: "card", "aria-label": "Sessions" });
   const password = h("section", { class: "card", "aria-label": "Password" });
+  const privacy = h("section", { class: "card", "aria-label": "Privacy" });
+  const blocks = h("section", { class: "card", "aria-label": "Blocked people" });
   const prefs = h("section", { class: "card", "aria-label": "Notification settings" });
-  append(mainEl, mfa, sessions, password, prefs);
-  await Promise.all([renderMfa(mfa), renderSessions(sessions), renderPreferences(prefs)]);
+  append(mainEl, email, mfa, sessions, password, privacy, blocks, prefs);
   renderPassword(password);
+  await Promise.all([renderEmail(email), renderMfa(mfa), renderSessions(sessions), renderPrivacy(privacy),
+    renderBlocks(blocks), renderPreferences(prefs)]);
+}
+
+async function renderEmail(section: HTMLElement): Promise<void> {
+  clear(section);
+  append(section, h("h3", {}, "Email address"));
+  const box = errorBox();
+  try { me = await api.get<Me>("/api/users/me"); } catch (e) { showError(box, e); append(section, box); return; }
+  const verified = me.emailVerified === true;
+  append(section, h("p", {}, me.email, " ",
+    h("b", { class: verified ? "notice" : "error", id: "email-status" }, verified ? "verified" : "not verified")));
+  if (verified) return;
+  const sent = h("p", { class: "notice", role: "status", hidden: true }, "Sent. Open the link in the email to verify the address.");
+  const resend = h("button", {
+    onclick: async () => {
+      box.hidden = true;
+      sent.hidden = true;
+      resend.disabled = true;
+      try {
+        await api.post("/api/auth/email/verify/resend");
+        sent.hidden = false;
+      } catch (e) {
+        showError(box, e); // a 429 says when to try again
+      } finally {
+        resend.disabled = false;
+      }
+    },
+  }, "Resend the verification email");
+  append(section, h("p", { class: "hint" }, "Digests and security emails go only to a verified address."), resend, sent, box);
+}
+
+const GROUP_ADDS: [GroupAdds, string][] = [
+  ["everyone", "Everyone"],
+  ["contacts", "Only people I have a 1:1 chat with"],
+  ["nobody", "Nobody"],
+];
+
+async function renderPrivacy(section: HTMLElement): Promise<void> {
+  clear(section);
+  append(section, h("h3", {}, "Privacy"));
+  const box = errorBox();
+  let privacy: { groupAdds: GroupAdds };
+  try { privacy = await api.get("/api/chat/privacy"); } catch (e) { showError(box, e); append(section, box); return; }
+  const form = h("form", { class: "stack", "aria-label": "Who can add me to groups" },
+    h("fieldset", {}, h("legend", {}, "Who can add me to groups"),
+      ...GROUP_ADDS.map(([value, label]) => h("label", { class: "check" },
+        h("input", { type: "radio", name: "groupAdds", value, checked: privacy.groupAdds === value }), label))),
+    h("button", { type: "submit" }, "Save privacy"));
+  const saved = h("p", { class: "notice", role: "status", hidden: true }, "Saved.");
+  submit(form, box, async (v) => {
+    saved.hidden = true;
+    privacy = await api.put<{ groupAdds: GroupAdds }>("/api/chat/privacy", { groupAdds: v.groupAdds });
+    saved.hidden = false;
+  });
+  append(section, form, box, saved);
+}
+
+async function renderBlocks(section: HTMLElement): Promise<void> {
+  clear(section);
+  append(section, h("h3", {}, "Blocked people"));
+  const box = errorBox();
+  try {
+    const list = await api.get<Profile[]>("/api/chat/blocks");
+    blocked.clear();
+    for (const p of list) blocked.set(p.id, p);
+  } catch (e) { showError(box, e); append(section, box); return; }
+  if (!blocked.size) {
+    append(section, h("p", { class: "muted" }, "Nobody. Block someone from your 1:1 chat with them or from a group's member list."), box);
+    return;
+  }
+  const ul = h("ul", { class: "blocks", "aria-label": "Blocked people" });
+  for (const p of blocked.values()) {
+    append(ul, h("li", {}, h("span", {}, p.displayName, h("small", {}, ` @${p.username}`)),
+      blockButton(p, () => void renderBlocks(section), box)));
+  }
+  append(section, h("p", { class: "hint" }, "They cannot start a chat with you, write in your 1:1 chat or add you to groups."), ul, box);
 }
 
 function recoveryCodesView(codes: string[]): HTMLElement {
@@ -722,30 +914,46 @@ async function renderMfa(section: HTMLElement): Promise<void> {
   let status: { enabled: boolean; recoveryCodesRemaining: number };
   try { status = await api.get("/api/auth/mfa"); } catch (e) { showError(box, e); append(section, box); return; }
   if (!status.enabled) {
-    append(section, h("p", {}, "Off. Turn it on to require a code from an authenticator app when you sign in."), box,
-      h("button", {
-        onclick: async () => {
-          try {
-            const setup = await api.post<{ secret: string; otpauthUri: string; qrSvg: string }>("/api/auth/mfa/totp/setup");
-            clear(section);
-            const form = h("form", { class: "inline" },
-              field("Code from the app", "code", "text", { inputmode: "numeric", pattern: "[0-9]{6}", maxlength: "6", autocomplete: "one-time-code" }),
-              h("button", { type: "submit" }, "Turn on"));
-            const err = errorBox();
-            submit(form, err, async (v) => {
-              const r = await api.post<{ recoveryCodes: string[] }>("/api/auth/mfa/totp/enable", { code: v.code.trim() });
-              clear(section);
-              append(section, h("h3", {}, "Two-factor authentication is on"), recoveryCodesView(r.recoveryCodes),
-                h("button", { onclick: () => void renderMfa(section) }, "Done"));
-            });
-            append(section, h("h3", {}, "Set up two-factor authentication"),
-              h("p", {}, "Scan this code with your authenticator app, or enter the key by hand."),
-              svgImage(setup.qrSvg, "QR code for your authenticator app"),
-              h("p", {}, "Key: ", h("code", { id: "mfa-secret" }, setup.secret)),
-              form, err);
-          } catch (e) { showError(box, e); }
-        },
-      }, "Set up"));
+    // Changing security settings needs the password again (api.md): a
+    // stolen access token alone cannot enrol someone else's authenticator.
+    const setupForm = h("form", { class: "stack", "aria-label": "Set up two-factor authentication" },
+      field("Your password", "password", "password", { autocomplete: "current-password" }),
+      h("button", { type: "submit" }, "Set up"));
+    submit(setupForm, box, async (v) => {
+      const password = v.password;
+      const setup = await api.post<{ secret: string; otpauthUri: string; qrSvg: string }>("/api/auth/mfa/totp/setup", { password });
+      clear(section);
+      // The password just checked goes with the code; if the server refuses
+      // it (changed meanwhile), the form asks for it again.
+      const passwordField = h("label", { hidden: true }, "Your password",
+        h("input", { name: "password", type: "password", autocomplete: "current-password" }));
+      const form = h("form", { class: "inline" },
+        field("Code from the app", "code", "text", { inputmode: "numeric", pattern: "[0-9]{6}", maxlength: "6", autocomplete: "one-time-code" }),
+        passwordField,
+        h("button", { type: "submit" }, "Turn on"));
+      const err = errorBox();
+      submit(form, err, async (f) => {
+        const body = { code: f.code.trim(), password: passwordField.hidden ? password : f.password };
+        try {
+          const r = await api.post<{ recoveryCodes: string[] }>("/api/auth/mfa/totp/enable", body);
+          clear(section);
+          append(section, h("h3", {}, "Two-factor authentication is on"), recoveryCodesView(r.recoveryCodes),
+            h("button", { onclick: () => void renderMfa(section) }, "Done"));
+        } catch (e) {
+          if (e instanceof ApiError && "password" in e.fields && passwordField.hidden) {
+            passwordField.hidden = false;
+            (passwordField.querySelector("input") as HTMLInputElement).required = true;
+          }
+          throw e;
+        }
+      });
+      append(section, h("h3", {}, "Set up two-factor authentication"),
+        h("p", {}, "Scan this code with your authenticator app, or enter the key by hand."),
+        svgImage(setup.qrSvg, "QR code for your authenticator app"),
+        h("p", {}, "Key: ", h("code", { id: "mfa-secret" }, setup.secret)),
+        form, err);
+    });
+    append(section, h("p", {}, "Off. Turn it on to require a code from an authenticator app when you sign in."), setupForm, box);
     return;
   }
   const regen = h("form", { class: "stack" }, h("h4", {}, "New recovery codes"),
@@ -869,4 +1077,32 @@ function base64UrlBytes(s: string): Uint8Array<ArrayBuffer> {
 
 // ---------------------------------------------------------------- boot
 
-if (api.signedIn) void start(); else renderAuth();
+/**
+ * The mailed link `/verify-email?token=…`: the token leaves the address
+ * bar (and the history) at once, then is redeemed; the answer is shown on
+ * the page that follows.
+ */
+async function verifyEmailFromLink(): Promise<{ text: string; error: boolean } | null> {
+  if (location.pathname !== "/verify-email") return null;
+  const token = new URLSearchParams(location.search).get("token");
+  window.history.replaceState(null, "", "/");
+  if (!token) return { text: "That verification link is incomplete. Copy the whole link from the email.", error: true };
+  try {
+    // The link's token is the proof: no bearer token, no refresh.
+    await api.request("POST", "/api/auth/email/verify", { token }, false, false);
+    return { text: "Your email address is verified.", error: false };
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 400) {
+      return { text: "That verification link is invalid, used or expired. Sign in and send a new one from Settings.", error: true };
+    }
+    return { text: `The email address could not be verified: ${errorText(e)}`, error: true };
+  }
+}
+
+async function boot(): Promise<void> {
+  const verified = await verifyEmailFromLink();
+  if (api.signedIn) await start(verified?.text, verified?.error);
+  else renderAuth("signin", verified?.text, verified?.error);
+}
+
+void boot();
