@@ -146,7 +146,8 @@ export class Api {
       for (const e of (data?.errors ?? []) as { field: string; message: string }[]) fields[e.field] = e.message;
       const detail = data?.detail ?? data?.title ?? `Request failed (${response.status})`;
       const retryAfter = response.headers.get("Retry-After");
-      throw new ApiError(response.status, retryAfter ? `${detail} Try again in ${retryAfter} s.` : detail, fields);
+      const sentence = /[.!?]$/.test(detail) ? detail : `${detail}.`;
+      throw new ApiError(response.status, retryAfter ? `${sentence} Try again in ${retryAfter} s.` : detail, fields);
     }
     return data as T;
   }
