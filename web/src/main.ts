@@ -32,9 +32,9 @@ let mainEl: HTMLElement;
 let statusEl: HTMLElement;
 let badgeEl: HTMLElement;
 
-function errorText(e: unknown): string {
+function errorText(e: unknown, shown: Set<string> = new Set()): string {
   if (e instanceof ApiError) {
-    const fields = Object.entries(e.fields).map(([f, m]) => `${f}: ${m}`);
+    const fields = Object.entries(e.fields).filter(([f]) => !shown.has(f)).map(([f, m]) => `${f}: ${m}`);
     return fields.length ? `${e.message} (${fields.join("; ")})` : e.message;
   }
   return "Something went wrong. Try again.";
@@ -49,17 +49,20 @@ function showError(box: HTMLElement, e: unknown): void {
   box.hidden = false;
 }
 
-/** A 422's field messages next to the form's inputs of those names (as text). */
-function showFieldErrors(form: HTMLFormElement, e: unknown): void {
+/** A 422's field messages next to the form's inputs of those names (as text); returns the fields shown. */
+function showFieldErrors(form: HTMLFormElement, e: unknown): Set<string> {
+  const shown = new Set<string>();
   form.querySelectorAll(".field-error").forEach((el) => el.remove());
   form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
-  if (!(e instanceof ApiError)) return;
+  if (!(e instanceof ApiError)) return shown;
   for (const [name, message] of Object.entries(e.fields)) {
     const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
-    if (!input) continue;
+    if (!input || (input.closest("[hidden]") !== null)) continue;
     input.setAttribute("aria-invalid", "true");
     input.insertAdjacentElement("afterend", h("small", { class: "field-error error" }, message));
+    shown.add(name);
   }
+  return shown;
 }
 
 /** Runs `work` for a form: disables it meanwhile, shows errors in `box`. */
@@ -73,8 +76,9 @@ function submit(form: HTMLFormElement, box: HTMLElement, work: (v: Record<string
     try {
       await work(formValues(form));
     } catch (e) {
-      showError(box, e);
-      showFieldErrors(form, e);
+      // Field messages go next to their inputs; the box has the rest.
+      box.textContent = errorText(e, showFieldErrors(form, e));
+      box.hidden = false;
     } finally {
       if (button) button.disabled = false;
     }
