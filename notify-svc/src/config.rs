@@ -24,6 +24,9 @@ pub struct NotifySettings {
     /// Delays between attempts of a failing event: `standard` (1 s, 10 s,
     /// 1 min, 5 min) or `fast` (tests).
     pub retry_schedule: String,
+    /// Where users open the web client, e.g. `https://chat.example.com`:
+    /// links in mail point there. Empty: the first of `allowed_origins`.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -40,7 +43,11 @@ const KEYS: &[&str] = &[
     "vapid_subject",
     "digest_poll_ms",
     "retry_schedule",
+    "public_url",
 ];
+
+/// The public URL when neither `public_url` nor `allowed_origins` gives one.
+const FALLBACK_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 impl Config {
     fn defaults() -> serde_json::Value {
@@ -52,6 +59,7 @@ impl Config {
         d["vapid_subject"] = "mailto:admin@chat.localhost".into();
         d["digest_poll_ms"] = 1000.into();
         d["retry_schedule"] = "standard".into();
+        d["public_url"] = "".into();
         d
     }
 
@@ -62,7 +70,17 @@ impl Config {
 
     /// As [`Config::load`], then `overrides` on top (tests).
     pub fn load_with(overrides: serde_json::Value) -> Result<Self, ConfigError> {
-        let (common, notify) = config::load_service(Self::defaults(), KEYS, overrides)?;
+        let (common, mut notify): (CommonConfig, NotifySettings) =
+            config::load_service(Self::defaults(), KEYS, overrides)?;
+        if notify.public_url.trim().is_empty() {
+            notify.public_url = common
+                .allowed_origins
+                .first()
+                .cloned()
+                .unwrap_or_else(|| FALLBACK_PUBLIC_URL.to_owned());
+        }
+        // Links are `<public_url>/verify-email?...`: no trailing slash.
+        notify.public_url = notify.public_url.trim().trim_end_matches('/').to_owned();
         let cfg = Self { common, notify };
         cfg.validate()?;
         Ok(cfg)
@@ -103,6 +121,20 @@ impl Config {
             return Err(ConfigError::key(
                 "retry_schedule",
                 "must be standard or fast",
+            ));
+        }
+        let public_url = reqwest::Url::parse(&self.notify.public_url);
+        if !public_url.is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none()
+        }) {
+            return Err(ConfigError::key(
+                "public_url",
+                "must be an http(s) URL without query, fragment or credentials",
             ));
         }
         if !self.notify.vapid_private_key_file.is_file() {

@@ -65,6 +65,7 @@ impl Application {
             mail_jobs: MailJobs::new(&db),
             push: push.clone(),
             mail_wakeup: mail_wakeup.clone(),
+            public_url: settings.public_url.clone(),
         };
         let shutdown = infra.shutdown.clone();
         infra.tasks.push(tokio::spawn(ensure_indexes(

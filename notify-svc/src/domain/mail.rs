@@ -11,13 +11,22 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
 /// One email, ready to send.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mail {
     pub to_email: String,
     pub to_name: String,
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+/// Bodies hold message previews and verification links: never in a log.
+impl std::fmt::Debug for Mail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -147,6 +156,46 @@ pub fn security(to_email: &str, to_name: &str, what: &str, detail: &str) -> Mail
     }
 }
 
+/// How long a verification link works, as the mail says; auth-svc sets
+/// the token's real expiry (`expires_at` of the event) to the same.
+pub const VERIFICATION_VALID_HOURS: u32 = 24;
+
+/// The mail that proves an address: `link` carries the token and is ours
+/// (the public URL and a URL-safe token), `to_name` is the user's.
+/// `expires` (e.g. "2026-12-04 13:20 UTC") is shown when known.
+pub fn email_verification(
+    to_email: &str,
+    to_name: &str,
+    link: &str,
+    expires: Option<&str>,
+) -> Mail {
+    let subject = "Confirm your email address".to_owned();
+    let name = clean_line(to_name);
+    let until = expires.map(|e| format!(" (until {e})")).unwrap_or_default();
+    let hours = VERIFICATION_VALID_HOURS;
+    let text = format!(
+        "Hello {name},\n\nconfirm that this is your email address by opening this link:\n\n{link}\n\n\
+         The link works once, for {hours} hours{until}. Until you confirm, we send no other email \
+         to this address.\n\nIf you did not sign up, ignore this email.\n"
+    );
+    let html = format!(
+        "<p>Hello {},</p><p>confirm that this is your email address by opening this link:</p>\
+         <p><a href=\"{link}\">{link}</a></p><p>The link works once, for {hours} hours{}. Until you \
+         confirm, we send no other email to this address.</p><p>If you did not sign up, ignore this \
+         email.</p>",
+        escape_html(&name),
+        escape_html(&until),
+        link = escape_html(link),
+    );
+    Mail {
+        to_email: to_email.to_owned(),
+        to_name: name,
+        html: page(&subject, &html),
+        subject,
+        text,
+    }
+}
+
 /// Sends over SMTP.
 #[derive(Clone)]
 pub struct Mailer {
@@ -217,6 +266,26 @@ mod tests {
         assert!(mail.html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(!mail.to_name.contains('\n') && !mail.to_name.contains('\r'));
         assert!(!mail.subject.contains('\n'));
+    }
+
+    #[test]
+    fn the_verification_mail_carries_the_link_in_both_parts_and_escapes_the_name() {
+        let link = "https://chat.example/verify-email?token=abc_DEF-123";
+        let mail = email_verification(
+            "new@example.com",
+            "<b>Eve</b>\r\nBcc: x@example.com",
+            link,
+            Some("2026-12-04 13:20 UTC"),
+        );
+        assert!(mail.text.contains("token=abc_DEF-123"));
+        assert!(mail.text.contains(link));
+        assert!(mail.text.contains("24 hours (until 2026-12-04 13:20 UTC)"));
+        assert!(mail.html.contains(&format!("href=\"{link}\"")));
+        assert!(mail.html.contains("24 hours"));
+        assert!(!mail.html.contains("<b>Eve"));
+        assert!(mail.html.contains("&lt;b&gt;Eve"));
+        assert!(!mail.to_name.contains('\n'));
+        assert!(!format!("{mail:?}").contains("token"), "a body in Debug");
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Who is notified of what. Every effect is keyed by the event id (a
 //! notification `<event>:<user>`, a digest item `<user>:<message>`, a push
-//! delivery `<event>:<subscription>`, a mail job `security:<event>`), so an
-//! event handled twice (redelivery, retry after a partial failure, a crash
-//! before the ack) has each effect once.
+//! delivery `<event>:<subscription>`, a mail job `security-<event>` or
+//! `verify-<event>`), so an event handled twice (redelivery, retry after a
+//! partial failure, a crash before the ack) has each effect once.
+//!
+//! Mail goes only to verified addresses, so that nobody can have us mail
+//! an address they do not own; the one exception is the mail that verifies
+//! it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use broker::consumer::HandlerError;
+use broker::events::auth::EmailVerificationRequested;
 use broker::events::chat::{ChatSnapshot, MessageCreated};
 use futures_util::future::join_all;
 use mongodb::bson::DateTime;
@@ -34,6 +39,17 @@ pub struct Notifier {
     pub push: PushSender,
     /// Wakes the mail worker when a mail job is enqueued.
     pub mail_wakeup: Arc<Notify>,
+    /// Base of the links in mail (no trailing slash).
+    pub public_url: String,
+}
+
+/// A verification token as it may appear in a link: base64url or hex, so
+/// it needs no escaping and the mail shows `token=<token>` literally.
+fn is_url_safe_token(token: &str) -> bool {
+    (16..=256).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn transient(e: impl Into<anyhow::Error>) -> HandlerError {
@@ -324,6 +340,12 @@ impl Notifier {
             })
             .await
             .map_err(transient)?;
+        if !user.email_verified {
+            // Not retried: a later verification does not resend old notices
+            // (the feed above has it).
+            tracing::info!(user.id = %user_id, "security email not sent: the address is not verified");
+            return Ok(());
+        }
         self.mail_jobs
             .enqueue(
                 &format!("security-{event_id}"),
@@ -334,11 +356,71 @@ impl Notifier {
         self.mail_wakeup.notify_one();
         Ok(())
     }
+
+    /// Mails the link that proves `e.email`, verified or not (the one mail
+    /// that goes to an unverified address). The token is never logged.
+    pub async fn email_verification(
+        &self,
+        event_id: &str,
+        e: &EmailVerificationRequested,
+    ) -> Result<(), HandlerError> {
+        if !is_url_safe_token(&e.token) {
+            return Err(HandlerError::Permanent(anyhow!(
+                "verification token for user {} is not 16-256 URL-safe characters",
+                e.user_id
+            )));
+        }
+        if e.email.parse::<lettre::Address>().is_err() {
+            return Err(HandlerError::Permanent(anyhow!(
+                "verification address of user {} is not an email address",
+                e.user_id
+            )));
+        }
+        let expires = chrono::DateTime::parse_from_rfc3339(&e.expires_at).ok();
+        if expires.is_some_and(|t| t <= chrono::Utc::now()) {
+            // A replay from the dead-letter queue, or a long outage: the
+            // link would not work, and the user can ask for a new one.
+            tracing::info!(user.id = %e.user_id, "verification mail not sent: the token has expired");
+            return Ok(());
+        }
+        let expires = expires.map(|t| {
+            t.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        });
+        let link = format!("{}/verify-email?token={}", self.public_url, e.token);
+        self.mail_jobs
+            .enqueue(
+                &format!("verify-{event_id}"),
+                mail::email_verification(&e.email, &e.display_name, &link, expires.as_deref()),
+            )
+            .await
+            .map_err(transient)?;
+        self.mail_wakeup.notify_one();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::mentions;
+    use super::{is_url_safe_token, mentions};
+
+    #[test]
+    fn only_url_safe_tokens_go_into_links() {
+        assert!(is_url_safe_token(
+            "Zm9vYmFyYmF6cXV4_-0123456789abcdefABCDEF"
+        ));
+        for bad in [
+            "short",
+            "abc&next=https://evil.example/",
+            "abcdefghijklmnop<script>",
+            "abcdefghijklmnop qrs",
+            "abcdefghijklmnop%0d%0a",
+        ] {
+            assert!(!is_url_safe_token(bad), "{bad}");
+        }
+        assert!(!is_url_safe_token(&"a".repeat(257)));
+    }
 
     #[test]
     fn mentions_are_found_at_word_starts_only() {

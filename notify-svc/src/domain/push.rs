@@ -3,13 +3,16 @@
 //! (RFC 8292, ES256, `aud` = the endpoint's origin).
 //!
 //! Push endpoints are URLs that users hand us, so they are a server-side
-//! request forgery risk: they must be https and resolve only to public
-//! addresses. The check runs when a subscription is saved and again on every
-//! connection, inside the HTTP client's resolver, so a name that later
-//! resolves to a private address (DNS rebinding) is refused too. Redirects
-//! are not followed and every request has a timeout.
+//! request forgery risk: they must be https on port 443 and resolve only to
+//! public addresses, also counting the IPv6 forms that reach an IPv4
+//! address (IPv4-mapped and -compatible, NAT64, 6to4). The check runs when a
+//! subscription is saved and again on every connection, inside the HTTP
+//! client's resolver, so a name that later resolves to a private address
+//! (DNS rebinding) is refused too. Redirects are not followed, a proxy from
+//! the environment is never used (it would connect where our resolver never
+//! looked), and every request has a timeout.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a push service keeps an undelivered message (seconds).
 const PUSH_TTL: &str = "86400";
+/// The one port an https endpoint may use: push services listen there, and
+/// other ports are where internal services answer.
+const HTTPS_PORT: u16 = 443;
 
 /// Which destinations pushes may reach.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +44,8 @@ pub struct EndpointPolicy {
 pub enum EndpointError {
     #[error("must be an absolute https URL")]
     Scheme,
+    #[error("must use port 443")]
+    Port,
     #[error("must not carry credentials")]
     Credentials,
     #[error("the host does not resolve")]
@@ -65,17 +73,43 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if v6.is_loopback() || v6.is_unspecified() {
+                return false;
+            }
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            let [first, second, third, ..] = v6.segments();
+            !(v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (first == 0x0064 && second == 0xff9b && third == 0x0001) // local-use NAT64 (RFC 8215)
+                || (first == 0x2001 && second == 0x0000) // Teredo: tunnels to an IPv4 address
+                || (first == 0x2001 && second == 0x0db8) // documentation
+                || (first == 0x0100 && second == 0 && third == 0 && v6.segments()[3] == 0))
+            // discard-only
         }
+    }
+}
+
+/// The IPv4 address that an IPv6 address reaches, in the forms that carry
+/// it in fixed bits: IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible
+/// (`::/96`, deprecated), NAT64's well-known prefix (`64:ff9b::/96`,
+/// RFC 6052) and 6to4 (`2002::/16`, RFC 3056, the address in bits 16-47).
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let low32 = || Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    match s {
+        [0, 0, 0, 0, 0, 0, ..] => Some(low32()),
+        // IPv4-translated (`::ffff:0:0:0/96`, RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, ..] => Some(low32()),
+        [0x0064, 0xff9b, 0, 0, 0, 0, ..] => Some(low32()),
+        [0x2002, ..] => Some(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2]))),
+        _ => None,
     }
 }
 
@@ -84,17 +118,25 @@ impl EndpointPolicy {
         is_public(ip) || (self.allow_loopback_http && ip.is_loopback())
     }
 
-    fn scheme_allowed(&self, url: &Url) -> bool {
-        url.scheme() == "https" || (self.allow_loopback_http && url.scheme() == "http")
+    /// Scheme and port: https on 443; with the dev setting also http, on
+    /// any port (its addresses must then all be loopback, see `check`).
+    fn url_allowed(&self, url: &Url) -> Result<(), EndpointError> {
+        match url.scheme() {
+            "https" if url.port_or_known_default() == Some(HTTPS_PORT) => Ok(()),
+            "https" => Err(EndpointError::Port),
+            "http" if self.allow_loopback_http => Ok(()),
+            _ => Err(EndpointError::Scheme),
+        }
     }
 
     /// Checks a subscription endpoint: scheme, no credentials, and every
     /// address its host resolves to.
     pub async fn check(&self, endpoint: &str) -> Result<Url, EndpointError> {
         let url = Url::parse(endpoint).map_err(|_| EndpointError::Scheme)?;
-        if !self.scheme_allowed(&url) || url.host_str().is_none() {
+        if url.host_str().is_none() {
             return Err(EndpointError::Scheme);
         }
+        self.url_allowed(&url)?;
         if !url.username().is_empty() || url.password().is_some() {
             return Err(EndpointError::Credentials);
         }
@@ -208,6 +250,7 @@ impl PushSender {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .dns_resolver(Arc::new(PolicyResolver(policy)))
             .build()
             .context("push HTTP client")?;
@@ -250,7 +293,7 @@ impl PushSender {
     /// Encrypts `payload` for the subscription and posts it.
     pub async fn send(&self, endpoint: &str, keys: &SubscriptionKeys, payload: &[u8]) -> Outcome {
         let url = match Url::parse(endpoint) {
-            Ok(u) if self.policy.scheme_allowed(&u) => u,
+            Ok(u) if self.policy.url_allowed(&u).is_ok() => u,
             _ => return Outcome::Rejected(0),
         };
         // An IP literal never reaches the resolver: check it here.
@@ -341,5 +384,123 @@ mod tests {
         };
         assert!(dev.check("http://127.0.0.1:9/push").await.is_ok());
         assert!(dev.check("http://10.0.0.8/push").await.is_err());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn nat64_forms_of_private_ipv4_addresses_are_not_public() {
+        for private in [
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe", // 169.254.169.254
+            "64:ff9b::192.168.1.1",
+            "64:ff9b::100.64.0.1",
+            "64:ff9b::0.0.0.0",
+        ] {
+            assert!(!is_public(ip(private)), "{private} counted as public");
+        }
+        // The well-known prefix in front of a public address is a real route.
+        assert!(is_public(ip("64:ff9b::8.8.8.8")));
+        // The local-use prefix (RFC 8215) embeds IPv4 wherever the operator
+        // chooses and is never public, whatever follows it.
+        for local in [
+            "64:ff9b:1::8.8.8.8",
+            "64:ff9b:1:ffff::1",
+            "64:ff9b:1::a00:1",
+        ] {
+            assert!(!is_public(ip(local)), "{local} counted as public");
+        }
+    }
+
+    #[test]
+    fn six_to_four_forms_of_private_ipv4_addresses_are_not_public() {
+        for private in [
+            "2002:0a00:0001::1",  // 10.0.0.1
+            "2002:7f00:0001::",   // 127.0.0.1
+            "2002:a9fe:a9fe::1",  // 169.254.169.254
+            "2002:c0a8:0101::42", // 192.168.1.1
+            "2002:ac10::1",       // 172.16.0.0
+            "2002::1",            // 0.0.0.0
+        ] {
+            assert!(!is_public(ip(private)), "{private} counted as public");
+        }
+        assert!(is_public(ip("2002:0808:0808::1")), "6to4 of 8.8.8.8");
+    }
+
+    #[test]
+    fn other_ipv6_forms_of_private_ipv4_and_tunnels_are_not_public() {
+        for private in [
+            "::10.0.0.1",        // IPv4-compatible
+            "::127.0.0.1",       // IPv4-compatible
+            "::ffff:0:10.0.0.1", // IPv4-translated
+            "::ffff:169.254.169.254",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
+            "fec0::1",                              // site-local
+            "100::1",                               // discard-only
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(ip(private)), "{private} counted as public");
+        }
+        assert!(is_public(ip("::ffff:0:8.8.8.8")));
+        assert!(is_public(ip("2a00:1450:4001:82b::200e")));
+    }
+
+    #[test]
+    fn https_endpoints_must_use_port_443() {
+        let strict = EndpointPolicy {
+            allow_loopback_http: false,
+        };
+        let dev = EndpointPolicy {
+            allow_loopback_http: true,
+        };
+        let url = |s: &str| Url::parse(s).unwrap();
+        for policy in [strict, dev] {
+            assert!(policy
+                .url_allowed(&url("https://push.example.com/x"))
+                .is_ok());
+            assert!(policy
+                .url_allowed(&url("https://push.example.com:443/x"))
+                .is_ok());
+            for other in [
+                "https://push.example.com:8443/x",
+                "https://push.example.com:22/x",
+                "https://push.example.com:80/x",
+                "https://push.example.com:6379/x",
+            ] {
+                assert!(
+                    matches!(policy.url_allowed(&url(other)), Err(EndpointError::Port)),
+                    "{other} allowed"
+                );
+            }
+        }
+        assert!(matches!(
+            strict.url_allowed(&url("http://127.0.0.1:9/x")),
+            Err(EndpointError::Scheme)
+        ));
+        assert!(dev.url_allowed(&url("http://127.0.0.1:9/x")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_checked_for_the_port_and_the_embedded_address() {
+        let strict = EndpointPolicy {
+            allow_loopback_http: false,
+        };
+        for bad in [
+            "https://8.8.8.8:8443/push",
+            "https://[64:ff9b::a9fe:a9fe]/latest",
+            "https://[64:ff9b:1::808:808]/push",
+            "https://[2002:7f00:1::1]/push",
+            "https://[::127.0.0.1]/push",
+        ] {
+            assert!(strict.check(bad).await.is_err(), "{bad} accepted");
+        }
+        assert!(matches!(
+            strict.check("https://8.8.8.8:8443/push").await,
+            Err(EndpointError::Port)
+        ));
+        assert!(strict.check("https://8.8.8.8:443/push").await.is_ok());
     }
 }

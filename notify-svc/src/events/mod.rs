@@ -1,6 +1,9 @@
 //! The two queues notify-svc consumes, one handler for both:
 //! `notify-svc.chat` (messages, read markers, membership, chat names) and
-//! `notify-svc.auth` (users, security events and session revocations).
+//! `notify-svc.auth` (users, security events, verification mails and
+//! session revocations).
+
+use std::net::IpAddr;
 
 use broker::consumer::HandlerError;
 use broker::events::DecodedEnvelope;
@@ -8,6 +11,7 @@ use broker::{Event, Handler};
 
 use shared::revocations::Revocations;
 
+use crate::domain::device;
 use crate::domain::notifier::Notifier;
 use crate::storage::replica::UserDoc;
 
@@ -21,6 +25,7 @@ macro_rules! user_doc {
             display_name: $u.display_name.clone(),
             email: $u.email.clone(),
             profile_version: $u.profile_version,
+            email_verified: $u.email_verified,
         }
     };
 }
@@ -70,16 +75,23 @@ impl Handler for NotifyHandler {
                     .await
             }
             Event::LoginSucceeded(e) if e.new_device => {
-                let device = crate::domain::mail::clean_line(
-                    e.user_agent.as_deref().unwrap_or("an unknown browser"),
-                );
+                // Both come from the client: the device is named from the
+                // parser's vocabulary, the address only if it is one.
+                let device = device::describe(e.user_agent.as_deref());
+                let address =
+                    e.ip.as_deref()
+                        .and_then(|ip| ip.parse::<IpAddr>().ok())
+                        .map_or_else(
+                            || "an unknown address".to_owned(),
+                            |ip| format!("address {ip}"),
+                        );
                 let detail = format!(
-                    "Your account was signed in from a new device: {device}, from address {}.",
-                    e.ip.as_deref().unwrap_or("unknown")
+                    "Your account was signed in from a new device: {device}, from {address}."
                 );
                 n.security(&id, &e.user_id, "sign-in from a new device", &detail)
                     .await
             }
+            Event::EmailVerificationRequested(e) => n.email_verification(&id, e).await,
             Event::SessionRevoked(s) => self
                 .revocations
                 .record(&s.session_id, &s.user_id)

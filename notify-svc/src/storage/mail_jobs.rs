@@ -89,7 +89,9 @@ impl MailJobs {
         self.coll
             .update_one(
                 doc! { "_id": id },
-                doc! { "$set": { "status": "sent", "sentAt": DateTime::now() } },
+                // The body is not needed once sent, and it holds message
+                // previews or a verification link: keep only the envelope.
+                doc! { "$set": { "status": "sent", "sentAt": DateTime::now(), "text": "", "html": "" } },
             )
             .await?;
         Ok(())

@@ -1,7 +1,8 @@
 //! What notify-svc knows of users and chats, learnt from events only:
-//! `users` (names and email address, for mentions and mail) and `chats`
-//! (names, for titles). Each keeps the highest version it has seen, so a
-//! late or replayed event never overwrites a newer one.
+//! `users` (names, email address and whether it is verified, for mentions
+//! and mail) and `chats` (names, for titles). Each keeps the highest
+//! version it has seen, so a late or replayed event never overwrites a
+//! newer one.
 
 use std::collections::HashMap;
 
@@ -19,6 +20,11 @@ pub struct UserDoc {
     pub display_name: String,
     pub email: String,
     pub profile_version: i64,
+    /// Whether the owner proved they read `email`; documents written before
+    /// it existed read as unverified. Only verified addresses get digests
+    /// and security emails.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

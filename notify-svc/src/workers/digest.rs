@@ -1,6 +1,8 @@
 //! Turns due digest items into one digest mail per user. Any number of
 //! instances may run it: a user's digest is built under a lease, and the
 //! batch protocol of [`crate::storage::digests`] mails each item once.
+//! Only verified addresses get one; an unverified user's due items are
+//! dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -64,7 +66,11 @@ impl DigestWorker {
             tracing::warn!(%user, "digest postponed a minute: the user is not known yet");
             return self.digests.postpone_batch(&batch, 60_000).await;
         };
-        if self.preferences.get(user).await?.email {
+        if !recipient.email_verified {
+            // Dropped, not postponed: a digest is about now, and an address
+            // nobody proved is never mailed.
+            tracing::info!(user.id = %user, items = items.len(), "digest not sent: the address is not verified");
+        } else if self.preferences.get(user).await?.email {
             let mut chats: BTreeMap<&str, DigestChat> = BTreeMap::new();
             for item in &items {
                 let chat = chats.entry(&item.chat_id).or_insert_with(|| DigestChat {
