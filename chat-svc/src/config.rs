@@ -5,8 +5,10 @@ use shared::config::{self, CommonConfig, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatSettings {
-    /// Message sends allowed per user per 10 seconds.
+    /// Message sends, edits and deletes together allowed per user per 10 seconds.
     pub message_rate_per_10s: u32,
+    /// Group creations and member additions together allowed per user per hour.
+    pub group_rate_per_hour: u32,
     /// The Redis read cache of chat lists, chats and first pages (off only
     /// to measure what it saves).
     #[serde(deserialize_with = "config::flag")]
@@ -25,6 +27,7 @@ pub struct Config {
 
 const KEYS: &[&str] = &[
     "message_rate_per_10s",
+    "group_rate_per_hour",
     "read_cache",
     "cache_ttl_secs",
     "presence_ttl_secs",
@@ -34,6 +37,7 @@ impl Config {
     fn defaults() -> serde_json::Value {
         let mut d = config::common_defaults(crate::SERVICE, 8082);
         d["message_rate_per_10s"] = 30.into();
+        d["group_rate_per_hour"] = 30.into();
         d["read_cache"] = true.into();
         d["cache_ttl_secs"] = 60.into();
         d["presence_ttl_secs"] = 30.into();
@@ -59,6 +63,9 @@ impl Config {
                 "message_rate_per_10s",
                 "must be at least 1",
             ));
+        }
+        if self.chat.group_rate_per_hour == 0 {
+            return Err(ConfigError::key("group_rate_per_hour", "must be at least 1"));
         }
         if !(1..=300).contains(&self.chat.cache_ttl_secs) {
             return Err(ConfigError::key("cache_ttl_secs", "must be 1-300"));

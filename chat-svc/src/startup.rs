@@ -23,6 +23,7 @@ use crate::realtime::hub::Hub;
 use crate::realtime::presence::PresenceTracker;
 use crate::realtime::socket::Realtime;
 use crate::routes::{self, AppState};
+use crate::storage::blocks::Blocks;
 use crate::storage::chats::Chats;
 use crate::storage::messages::Messages;
 use crate::storage::timeline::Timeline;
@@ -40,12 +41,14 @@ impl Application {
         let users = Users::new(&db);
         let chats = Chats::new(&db);
         let messages = Messages::new(&db);
+        let blocks = Blocks::new(&db);
         let revocations = Revocations::new(&db);
         let timeline = Timeline::new(infra.redis.clone(), &common.redis_prefix);
         let shutdown = infra.shutdown.clone();
         infra.tasks.push(tokio::spawn(ensure_indexes(
             chats.clone(),
             messages.clone(),
+            blocks.clone(),
             shutdown.clone(),
         )));
         infra
@@ -62,15 +65,23 @@ impl Application {
             chats: chats.clone(),
             messages,
             users: users.clone(),
+            blocks: blocks.clone(),
             timeline: timeline.clone(),
             outbox: infra.messaging.outbox.clone(),
             publisher: infra.messaging.publisher.clone(),
-            send_limit: FailureLimiter::new(
+            message_limit: FailureLimiter::new(
                 infra.redis.clone(),
                 &common.redis_prefix,
-                "send",
+                "messages",
                 config.chat.message_rate_per_10s,
                 Duration::from_secs(10),
+            ),
+            group_limit: FailureLimiter::new(
+                infra.redis.clone(),
+                &common.redis_prefix,
+                "groups",
+                config.chat.group_rate_per_hour,
+                Duration::from_secs(3600),
             ),
             cache: cache.clone(),
             cache_ttl: Duration::from_secs(config.chat.cache_ttl_secs),
@@ -150,14 +161,20 @@ impl Application {
     }
 }
 
-async fn ensure_indexes(chats: Chats, messages: Messages, shutdown: CancellationToken) {
+async fn ensure_indexes(
+    chats: Chats,
+    messages: Messages,
+    blocks: Blocks,
+    shutdown: CancellationToken,
+) {
     loop {
         match (
             chats.ensure_indexes().await,
             messages.ensure_indexes().await,
+            blocks.ensure_indexes().await,
         ) {
-            (Ok(()), Ok(())) => return,
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(()), Ok(()), Ok(())) => return,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = %e, "indexes not created yet; retrying")
             }
         }

@@ -17,11 +17,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use shared::cache::{Cache, Lookup};
-use shared::ratelimit::FailureLimiter;
+use shared::ratelimit::{Exhausted, FailureLimiter};
 use shared::ApiError;
 
 use super::views::{chat_view, snapshot, unknown_profile, ChatView, MessageView};
 use crate::events::frames;
+use crate::storage::blocks::{Blocks, GroupAdds};
 use crate::storage::chats::{ChatDoc, Chats};
 use crate::storage::messages::{MessageDoc, Messages};
 use crate::storage::new_id;
@@ -33,12 +34,30 @@ pub struct ChatService {
     pub chats: Chats,
     pub messages: Messages,
     pub users: Users,
+    pub blocks: Blocks,
     pub timeline: Timeline,
     pub outbox: Outbox,
     pub publisher: Publisher,
-    pub send_limit: FailureLimiter,
+    /// Message sends, edits and deletes together, per user.
+    pub message_limit: FailureLimiter,
+    /// Group creations and member additions together, per user.
+    pub group_limit: FailureLimiter,
     pub cache: Cache,
     pub cache_ttl: Duration,
+}
+
+/// The longest a cached "no such chat" lives: ids that do not exist are
+/// unbounded in number, so a scan of random ids must not pile up entries.
+const NEGATIVE_TTL: Duration = Duration::from_secs(30);
+
+/// Takes one attempt from `limiter` for `user`. It stays counted whatever
+/// the request's outcome (a refusal, a no-op, a retried send): each costs
+/// the database work the limit is there to bound.
+async fn take(limiter: &FailureLimiter, user: &str) -> Result<(), ApiError> {
+    match limiter.acquire(user).await {
+        Ok(_kept) => Ok(()),
+        Err(Exhausted { retry_after_secs }) => Err(ApiError::RateLimited { retry_after_secs }),
+    }
 }
 
 /// The first page of history is cached at this size; smaller pages are cut
@@ -58,22 +77,34 @@ fn chat_generation(chat: &str) -> String {
     format!("c:{chat}")
 }
 
-fn members_generation(chat: &str) -> String {
+pub(super) fn members_generation(chat: &str) -> String {
     format!("m:{chat}")
 }
 
 /// Who belongs to a chat and who runs it: all that sending, editing,
 /// deleting, read marks, typing and history need to know.
+/// Cached, so the block check of a 1:1 send costs nothing more: blocking
+/// bumps the chat's membership generation.
 #[derive(Serialize, serde::Deserialize)]
 struct Membership {
     is_group: bool,
     member_ids: Vec<String>,
     admin_ids: Vec<String>,
+    /// Members of a 1:1 chat whom the other member blocked: they may not post.
+    #[serde(default)]
+    silenced: Vec<String>,
 }
 
 impl Membership {
     fn is_admin(&self, user: &str) -> bool {
         self.admin_ids.iter().any(|a| a == user)
+    }
+
+    fn may_post(&self, user: &str) -> Result<(), ApiError> {
+        if self.silenced.iter().any(|s| s == user) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(())
     }
 }
 
@@ -137,12 +168,48 @@ impl ChatService {
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, ApiError>>,
     {
+        self.cached_for(kind, id, generations, compute, |_| self.cache_ttl)
+            .await
+    }
+
+    /// As [`Self::cached`] for a lookup by id: "not found" lives at most
+    /// [`NEGATIVE_TTL`].
+    async fn cached_lookup<T, F>(
+        &self,
+        kind: &'static str,
+        id: &str,
+        generations: &[String],
+        compute: F,
+    ) -> Result<Option<T>, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        self.cached_for(kind, id, generations, compute, |found| match found {
+            Some(_) => self.cache_ttl,
+            None => self.cache_ttl.min(NEGATIVE_TTL),
+        })
+        .await
+    }
+
+    async fn cached_for<T, F>(
+        &self,
+        kind: &'static str,
+        id: &str,
+        generations: &[String],
+        compute: F,
+        ttl: impl Fn(&T) -> Duration,
+    ) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, ApiError>>,
+    {
         match self.cache.get_checked(kind, id, generations).await {
             Lookup::Hit(value) => Ok(value),
             Lookup::Miss(seen) => {
                 let value = compute.await?;
                 self.cache
-                    .put_checked(kind, id, seen, &value, self.cache_ttl)
+                    .put_checked(kind, id, seen, &value, ttl(&value))
                     .await;
                 Ok(value)
             }
@@ -215,7 +282,7 @@ impl ChatService {
     /// The chat if `user` is a member, else 404 (whether or not it exists).
     async fn member_chat(&self, chat_id: &str, user: &str) -> Result<ChatDoc, ApiError> {
         let chat: Option<ChatDoc> = self
-            .cached("chat", chat_id, &[chat_generation(chat_id)], async {
+            .cached_lookup("chat", chat_id, &[chat_generation(chat_id)], async {
                 Ok(self.chats.get(chat_id).await?)
             })
             .await?;
@@ -226,17 +293,61 @@ impl ChatService {
     /// The chat's membership if `user` is a member, else 404.
     async fn membership(&self, chat_id: &str, user: &str) -> Result<Membership, ApiError> {
         let members: Option<Membership> = self
-            .cached("members", chat_id, &[members_generation(chat_id)], async {
-                Ok(self.chats.get(chat_id).await?.map(|c| Membership {
+            .cached_lookup("members", chat_id, &[members_generation(chat_id)], async {
+                let Some(c) = self.chats.get(chat_id).await? else {
+                    return Ok(None);
+                };
+                // Read after the chat: a block written before this read is
+                // seen, one written after bumps the generation read before.
+                let silenced = if c.is_group {
+                    Vec::new()
+                } else {
+                    self.silenced(&c.member_ids).await?
+                };
+                Ok(Some(Membership {
                     is_group: c.is_group,
                     member_ids: c.member_ids,
                     admin_ids: c.admin_ids,
+                    silenced,
                 }))
             })
             .await?;
         members
             .filter(|m| m.member_ids.iter().any(|id| id == user))
             .ok_or(ApiError::NotFound)
+    }
+
+    /// Of a 1:1 chat's two members, those the other one blocked.
+    async fn silenced(&self, members: &[String]) -> Result<Vec<String>, ApiError> {
+        let [a, b] = members else {
+            return Ok(Vec::new());
+        };
+        let mut silenced = Vec::new();
+        for blocker in self.blocks.who_blocked_in_pair(a, b).await? {
+            silenced.push(if &blocker == a { b.clone() } else { a.clone() });
+        }
+        Ok(silenced)
+    }
+
+    /// 403 unless `adder` may add each of `targets` to a group: none of them
+    /// blocked `adder`, and each one's `groupAdds` lets `adder` in.
+    async fn check_group_adds(&self, adder: &str, targets: &[String]) -> Result<(), ApiError> {
+        if !self.blocks.who_blocked(targets, adder).await?.is_empty() {
+            return Err(ApiError::Forbidden);
+        }
+        let mut contacts_only = Vec::new();
+        for (target, setting) in self.blocks.restricted(targets).await? {
+            match setting {
+                GroupAdds::Everyone => {}
+                GroupAdds::Nobody => return Err(ApiError::Forbidden),
+                GroupAdds::Contacts => contacts_only.push(target),
+            }
+        }
+        let partners = self.chats.direct_partners(adder, &contacts_only).await?;
+        if contacts_only.iter().any(|t| !partners.contains(t)) {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(())
     }
 
     async fn profiles(
@@ -327,6 +438,11 @@ impl ChatService {
         if user == other {
             return Err(ApiError::validation("userId", "must be another user"));
         }
+        // Refused whether or not the chat exists: a blocked user has no way
+        // back into the conversation through this endpoint.
+        if self.blocks.has_blocked(other, user).await? {
+            return Err(ApiError::Forbidden);
+        }
         let (chat, created) = self
             .chats
             .get_or_create_direct(user, other, new_id())
@@ -364,6 +480,7 @@ impl ChatService {
                 "a group has 2-256 members including you",
             ));
         }
+        take(&self.group_limit, user).await?;
         let known = self.profiles(&members).await?;
         if let Some(unknown) = members.iter().find(|m| !known.contains_key(*m)) {
             return Err(ApiError::validation(
@@ -371,6 +488,7 @@ impl ChatService {
                 format!("no such user: {unknown}"),
             ));
         }
+        self.check_group_adds(user, &members).await?;
         let chat = self
             .chats
             .create_group(new_id(), name, user, members)
@@ -432,6 +550,7 @@ impl ChatService {
         new_member: &str,
         rid: &str,
     ) -> Result<ChatView, ApiError> {
+        take(&self.group_limit, user).await?;
         let before = self.admin_chat(chat_id, user).await?;
         if before.member_ids.iter().any(|m| m == new_member) {
             return self.view(&before, user).await;
@@ -439,6 +558,8 @@ impl ChatService {
         if !self.users.exists(new_member).await? {
             return Err(ApiError::validation("userId", "no such user"));
         }
+        self.check_group_adds(user, std::slice::from_ref(&new_member.to_owned()))
+            .await?;
         let chat = self
             .chats
             .add_member(chat_id, new_member)
@@ -573,11 +694,12 @@ impl ChatService {
     ) -> Result<(MessageView, bool), ApiError> {
         check_content(content)?;
         check_client_msg_id(client_msg_id)?;
+        // A retry with a known clientMsgId counts too: it costs an insert
+        // attempt and a read, so an uncounted one would be an unmetered
+        // write path. An honest client retries a handful of pending sends.
+        take(&self.message_limit, user).await?;
         let chat = self.membership(chat_id, user).await?;
-        let limit_key = format!("send:{user}");
-        if let Some(retry_after_secs) = self.send_limit.blocked(&limit_key).await {
-            return Err(ApiError::RateLimited { retry_after_secs });
-        }
+        chat.may_post(user)?;
         let id = new_id();
         let doc = MessageDoc {
             idem_key: Messages::idem_key(chat_id, user, client_msg_id, &id),
@@ -598,7 +720,6 @@ impl ChatService {
             .unwrap_or_else(|| unknown_profile(user));
         let snap = snapshot(&message, sender);
         if created {
-            self.send_limit.record(&limit_key).await;
             self.chats.touch(chat_id, &message.id).await?;
             let members = chat.member_ids.clone();
             self.record(
@@ -626,7 +747,10 @@ impl ChatService {
         rid: &str,
     ) -> Result<MessageView, ApiError> {
         check_content(content)?;
+        take(&self.message_limit, user).await?;
         let chat = self.membership(chat_id, user).await?;
+        // New text in the chat is a post, whichever message carries it.
+        chat.may_post(user)?;
         let existing = self
             .messages
             .get(chat_id, message_id)
@@ -655,6 +779,7 @@ impl ChatService {
         message_id: &str,
         rid: &str,
     ) -> Result<MessageView, ApiError> {
+        take(&self.message_limit, user).await?;
         let chat = self.membership(chat_id, user).await?;
         let existing = self
             .messages
@@ -756,6 +881,10 @@ impl ChatService {
             return Err(ApiError::validation("state", "must be start or stop"));
         }
         let chat = self.membership(chat_id, user).await?;
+        if chat.may_post(user).is_err() {
+            // The blocker does not see them type; nothing to tell the typist.
+            return Ok(());
+        }
         let event = Typing {
             chat_id: chat_id.to_owned(),
             user_id: user.to_owned(),

@@ -1,6 +1,7 @@
-//! HTTP routes of chat-svc (spec/api.md, "Chats and messages" and
-//! "WebSocket"). Handlers are thin: extract, call the service, map.
+//! HTTP routes of chat-svc (spec/api.md, "Chats and messages", "Blocking
+//! and privacy" and "WebSocket"). Handlers are thin: extract, call the service, map.
 
+pub mod blocks;
 pub mod chats;
 pub mod messages;
 
@@ -23,6 +24,7 @@ pub struct AppState {
         chats::list_chats, chats::open_direct, chats::create_group, chats::get_chat, chats::rename_chat,
         chats::add_member, chats::remove_member,
         messages::list_messages, messages::send_message, messages::edit_message, messages::delete_message, messages::mark_read,
+        blocks::list_blocks, blocks::block_user, blocks::unblock_user, blocks::get_privacy, blocks::set_privacy,
     ),
     components(schemas(shared::openapi::Problem, shared::openapi::ProblemField)),
     modifiers(&BearerAuth),
@@ -40,6 +42,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState, realtime: &Real
                 .post(chats::open_direct),
         )
         .service(web::resource("/api/chat/group").post(chats::create_group))
+        // Before `/api/chat/{id}`, which would otherwise take these names as ids.
+        .service(web::resource("/api/chat/blocks").get(blocks::list_blocks))
+        .service(
+            web::resource("/api/chat/blocks/{userId}")
+                .put(blocks::block_user)
+                .delete(blocks::unblock_user),
+        )
+        .service(
+            web::resource("/api/chat/privacy")
+                .get(blocks::get_privacy)
+                .put(blocks::set_privacy),
+        )
         .service(
             web::resource("/api/chat/{id}")
                 .get(chats::get_chat)

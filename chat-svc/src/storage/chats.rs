@@ -269,6 +269,38 @@ impl Chats {
         Ok(doc.and_then(|d| d.get_str("messageId").ok().map(str::to_owned)))
     }
 
+    /// The id of the 1:1 chat of a pair, if they have one.
+    pub async fn direct_id(&self, a: &str, b: &str) -> Result<Option<String>, mongodb::error::Error> {
+        Ok(self
+            .chats
+            .find_one(doc! { "pairKey": direct_key(a, b) })
+            .await?
+            .map(|c| c.id))
+    }
+
+    /// Which of `others` share a 1:1 chat with `user`.
+    pub async fn direct_partners(
+        &self,
+        user: &str,
+        others: &[String],
+    ) -> Result<Vec<String>, mongodb::error::Error> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = others.iter().map(|o| direct_key(user, o)).collect();
+        let chats: Vec<ChatDoc> = self
+            .chats
+            .find(doc! { "pairKey": { "$in": keys } })
+            .await?
+            .try_collect()
+            .await?;
+        Ok(chats
+            .into_iter()
+            .flat_map(|c| c.member_ids)
+            .filter(|m| m != user)
+            .collect())
+    }
+
     /// Ids of users sharing a chat with `user` (presence recipients).
     pub async fn contacts(&self, user: &str) -> Result<Vec<String>, mongodb::error::Error> {
         let chats = self.list_for_user(user).await?;

@@ -1,11 +1,13 @@
 //! MongoDB collections of chat-svc, its Redis timeline and caches.
 //!
 //! - [`users`]: the replica of public profiles learned from auth events.
+//! - [`blocks`]: who blocked whom, and who may add whom to groups.
 //! - [`chats`]: chats, members, admins, read markers.
 //! - [`messages`]: message history with send idempotency.
 //! - [`timeline`]: per-user Redis streams that order what a user receives
 //!   (the WebSocket resume cursor).
 
+pub mod blocks;
 pub mod chats;
 pub mod messages;
 pub mod timeline;
