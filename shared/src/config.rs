@@ -122,16 +122,44 @@ pub fn sources(defaults: serde_json::Value, keys: &[&str]) -> Figment {
         .merge(Env::raw().filter(move |k| keys.iter().any(|x| k.as_str().eq_ignore_ascii_case(x))))
 }
 
+/// Keys holding credentials, which may also come from a file named by
+/// `<KEY>_FILE` (Docker and Kubernetes secrets): `MONGODB_URI_FILE=/run/secrets/x`.
+pub const SECRET_KEYS: &[&str] = &["mongodb_uri", "redis_url", "amqp_url", "smtp_url"];
+
+/// The values of `<KEY>_FILE` for those of `keys` that are credentials; the
+/// file's content without its trailing newline. A set variable whose file
+/// cannot be read is an error naming the key.
+pub fn secret_files(keys: &[&str]) -> Result<serde_json::Value, ConfigError> {
+    let mut values = serde_json::Map::new();
+    for key in keys.iter().filter(|k| SECRET_KEYS.contains(k)) {
+        let var = format!("{}_FILE", key.to_ascii_uppercase());
+        if let Some(path) = std::env::var_os(&var) {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::key(
+                    &format!("{key}_file"),
+                    format!("`{}` cannot be read: {e}", PathBuf::from(&path).display()),
+                )
+            })?;
+            values.insert(
+                (*key).to_owned(),
+                text.trim_end_matches(['\r', '\n']).into(),
+            );
+        }
+    }
+    Ok(serde_json::Value::Object(values))
+}
+
 /// A service's whole configuration: the common keys plus its own section
-/// `S` (whose environment keys are `own_keys`), with `overrides` (tests) on
-/// top of everything. The common keys are validated here.
+/// `S` (whose environment keys are `own_keys`), then credentials from
+/// `<KEY>_FILE` files ([`SECRET_KEYS`]), with `overrides` (tests) on top of
+/// everything. The common keys are validated here.
 pub fn load_service<S: DeserializeOwned>(
     defaults: serde_json::Value,
     own_keys: &[&str],
     overrides: serde_json::Value,
 ) -> Result<(CommonConfig, S), ConfigError> {
     let keys: Vec<&str> = COMMON_KEYS.iter().chain(own_keys).copied().collect();
-    let mut figment = sources(defaults, &keys);
+    let mut figment = sources(defaults, &keys).merge(Serialized::defaults(secret_files(&keys)?));
     if !overrides.is_null() {
         figment = figment.merge(Serialized::defaults(overrides));
     }
@@ -318,6 +346,27 @@ mod tests {
         let t = load(d).unwrap();
         let err = t.validate().unwrap_err();
         assert!(err.0.contains("amqp_url"), "{err}");
+    }
+
+    #[test]
+    fn credentials_come_from_files_named_by_key_file_variables() {
+        // Variables no other test reads.
+        let dir = std::env::temp_dir().join(format!("config-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("redis-url");
+        std::fs::write(&file, "redis://svc:pw@redis:6379\n").unwrap();
+        std::env::set_var("REDIS_URL_FILE", &file);
+        std::env::set_var("SMTP_URL_FILE", dir.join("missing"));
+        let v = secret_files(&["redis_url", "http_port"]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({ "redis_url": "redis://svc:pw@redis:6379" })
+        );
+        let err = secret_files(&["smtp_url"]).unwrap_err();
+        assert!(err.0.contains("smtp_url_file"), "{err}");
+        std::env::remove_var("REDIS_URL_FILE");
+        std::env::remove_var("SMTP_URL_FILE");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
