@@ -17,8 +17,12 @@ pub struct AuthSettings {
     pub refresh_per_minute_per_ip: u32,
     /// Failed password logins per account per 15 minutes, across instances.
     pub login_failures_per_account: u32,
+    /// Wrong passwords per known device (device token) per 15 minutes.
+    pub login_failures_per_device: u32,
     /// Wrong MFA codes per account per 15 minutes, across instances.
     pub mfa_failures_per_account: u32,
+    /// Verification mails re-sent per account per hour.
+    pub verification_resends_per_hour: u32,
     /// Password hashes computed at once (about one per core).
     pub hash_concurrency: usize,
 }
@@ -36,7 +40,9 @@ const KEYS: &[&str] = &[
     "register_per_hour_per_ip",
     "refresh_per_minute_per_ip",
     "login_failures_per_account",
+    "login_failures_per_device",
     "mfa_failures_per_account",
+    "verification_resends_per_hour",
     "hash_concurrency",
 ];
 
@@ -49,7 +55,9 @@ impl Config {
         d["register_per_hour_per_ip"] = 10.into();
         d["refresh_per_minute_per_ip"] = 60.into();
         d["login_failures_per_account"] = 10.into();
+        d["login_failures_per_device"] = 10.into();
         d["mfa_failures_per_account"] = 10.into();
+        d["verification_resends_per_hour"] = 3.into();
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -100,8 +108,16 @@ impl Config {
                 self.auth.login_failures_per_account,
             ),
             (
+                "login_failures_per_device",
+                self.auth.login_failures_per_device,
+            ),
+            (
                 "mfa_failures_per_account",
                 self.auth.mfa_failures_per_account,
+            ),
+            (
+                "verification_resends_per_hour",
+                self.auth.verification_resends_per_hour,
             ),
         ];
         for (key, value) in limits {

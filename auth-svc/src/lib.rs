@@ -8,8 +8,10 @@
 //! - [`routes`]: thin HTTP handlers, one file per resource.
 //! - [`domain`]: validated values and rules.
 //! - [`storage`]: MongoDB collections and Redis cache.
+//! - [`checks`]: password and code checks under the per-account limits.
 //! - [`events`]: what auth-svc publishes (through the outbox).
 
+pub mod checks;
 pub mod config;
 pub mod domain;
 pub mod events;

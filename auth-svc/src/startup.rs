@@ -18,6 +18,7 @@ use crate::domain::secrets::SecretBox;
 use crate::domain::tokens::TokenIssuer;
 use crate::routes::{self, IpLimits};
 use crate::state::AppState;
+use crate::storage::devices::DeviceTokens;
 use crate::storage::sessions::Sessions;
 use crate::storage::users::Users;
 
@@ -40,9 +41,11 @@ impl Application {
         );
         let users = Users::new(&infra.db, cache.clone());
         let sessions = Sessions::new(&infra.db, cache);
+        let devices = DeviceTokens::new(&infra.db);
         infra.tasks.push(tokio::spawn(ensure_indexes(
             users.clone(),
             sessions.clone(),
+            devices.clone(),
             infra.shutdown.clone(),
         )));
         let verifier = infra
@@ -54,6 +57,7 @@ impl Application {
         let state = AppState {
             users,
             sessions,
+            devices,
             hasher: PasswordHasher::new(settings.hash_concurrency, Duration::from_secs(2))?,
             issuer: TokenIssuer::new(
                 &private_pem,
@@ -71,12 +75,26 @@ impl Application {
                 settings.login_failures_per_account,
                 window,
             ),
+            device_failures: FailureLimiter::new(
+                redis.clone(),
+                &common.redis_prefix,
+                "device",
+                settings.login_failures_per_device,
+                window,
+            ),
             mfa_failures: FailureLimiter::new(
                 redis.clone(),
                 &common.redis_prefix,
                 "mfa",
                 settings.mfa_failures_per_account,
                 window,
+            ),
+            verification_resends: FailureLimiter::new(
+                redis.clone(),
+                &common.redis_prefix,
+                "verify-resend",
+                settings.verification_resends_per_hour,
+                Duration::from_secs(3600),
             ),
             trusted_proxies: common.trusted_proxies(),
         };
@@ -103,14 +121,20 @@ impl Application {
 
 /// Unique indexes must exist before two registrations can race; MongoDB may
 /// still be starting, so keep trying.
-async fn ensure_indexes(users: Users, sessions: Sessions, shutdown: CancellationToken) {
+async fn ensure_indexes(
+    users: Users,
+    sessions: Sessions,
+    devices: DeviceTokens,
+    shutdown: CancellationToken,
+) {
     loop {
         match (
             users.ensure_indexes().await,
             sessions.ensure_indexes().await,
+            devices.ensure_indexes().await,
         ) {
-            (Ok(()), Ok(())) => return,
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(()), Ok(()), Ok(())) => return,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = %e, "indexes not created yet; retrying")
             }
         }

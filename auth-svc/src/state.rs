@@ -8,6 +8,7 @@ use shared::ApiError;
 use crate::domain::password::{HashError, PasswordHasher};
 use crate::domain::secrets::SecretBox;
 use crate::domain::tokens::{IssuerError, TokenIssuer};
+use crate::storage::devices::DeviceTokens;
 use crate::storage::sessions::Sessions;
 use crate::storage::users::{UserError, Users};
 
@@ -15,14 +16,20 @@ use crate::storage::users::{UserError, Users};
 pub struct AppState {
     pub users: Users,
     pub sessions: Sessions,
+    pub devices: DeviceTokens,
     pub hasher: PasswordHasher,
     pub issuer: TokenIssuer,
     pub secrets: SecretBox,
     pub outbox: Outbox,
-    /// Failed password logins per account (or per unknown login name).
+    /// Wrong passwords per account (or per unknown login name), from every
+    /// endpoint that checks one.
     pub login_failures: FailureLimiter,
+    /// Wrong passwords per known device (login with a valid device token).
+    pub device_failures: FailureLimiter,
     /// Wrong MFA codes per account; a fresh password login does not reset it.
     pub mfa_failures: FailureLimiter,
+    /// Verification mails asked for again, per account.
+    pub verification_resends: FailureLimiter,
     pub trusted_proxies: TrustedProxies,
 }
 

@@ -5,6 +5,11 @@
 //! MongoDB every 2 s for what another instance consumed), so checking a token
 //! costs no I/O and a revocation takes effect within seconds everywhere, even
 //! without Redis.
+//!
+//! The collection stays small: each record carries `expiresAt`, the moment
+//! no access token of that session can still be valid (they live 15 minutes,
+//! so [`HORIZON`] after the revocation), and a TTL index on it lets MongoDB
+//! remove it then. The poll reads by `at`, which has its own index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,11 +20,12 @@ use crate::ApiError;
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
-use mongodb::{Collection, Database};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
 use tokio_util::sync::CancellationToken;
 
 /// Access tokens live 15 minutes; older revocations cannot matter.
-const HORIZON: Duration = Duration::from_secs(20 * 60);
+pub const HORIZON: Duration = Duration::from_secs(20 * 60);
 
 #[derive(Clone)]
 pub struct Revocations {
@@ -35,16 +41,36 @@ impl Revocations {
         }
     }
 
+    /// The lookup index of the poll (`at`) and the TTL index that removes a
+    /// record once its session's tokens have all expired (`expiresAt`).
+    /// Idempotent; [`Revocations::run_sync`] calls it until it succeeds.
+    pub async fn ensure_indexes(&self) -> Result<(), mongodb::error::Error> {
+        self.coll
+            .create_index(IndexModel::builder().keys(doc! { "at": 1 }).build())
+            .await?;
+        self.coll
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "expiresAt": 1 })
+                    .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Durable record (from the service's durable consumer), idempotent.
     pub async fn record(
         &self,
         session_id: &str,
         user_id: &str,
     ) -> Result<(), mongodb::error::Error> {
+        let at = DateTime::now();
+        let expires_at = DateTime::from_millis(at.timestamp_millis() + HORIZON.as_millis() as i64);
         self.coll
             .update_one(
                 doc! { "_id": session_id },
-                doc! { "$setOnInsert": { "userId": user_id, "at": DateTime::now() } },
+                doc! { "$setOnInsert": { "userId": user_id, "at": at, "expiresAt": expires_at } },
             )
             .upsert(true)
             .await?;
@@ -95,7 +121,14 @@ impl Revocations {
     pub async fn run_sync(self, shutdown: CancellationToken) {
         let mut since =
             DateTime::from_millis(DateTime::now().timestamp_millis() - HORIZON.as_millis() as i64);
+        let mut indexed = false;
         loop {
+            if !indexed {
+                match self.ensure_indexes().await {
+                    Ok(()) => indexed = true,
+                    Err(e) => tracing::debug!(error = %e, "revocation indexes not created yet"),
+                }
+            }
             match self.load_since(since).await {
                 // Re-read a little overlap: clocks of writers differ slightly.
                 Ok(latest) => since = DateTime::from_millis(latest.timestamp_millis() - 5_000),

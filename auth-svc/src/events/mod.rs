@@ -2,10 +2,13 @@
 //! state change it describes and before the response, then relayed to
 //! `auth.events` (see `broker::outbox`).
 
-use broker::events::auth::{SessionRevoked, UserRegistered, UserUpdated};
+use broker::events::auth::{
+    EmailVerificationRequested, SessionRevoked, UserRegistered, UserUpdated,
+};
 use broker::{EventPayload, Outbox};
 use shared::ApiError;
 
+use crate::storage::rfc3339;
 use crate::storage::sessions::SessionDoc;
 use crate::storage::users::UserDoc;
 
@@ -34,6 +37,7 @@ pub fn user_registered(user: &UserDoc) -> UserRegistered {
         avatar_url: user.avatar_url.clone(),
         email: user.email.clone(),
         profile_version: user.profile_version,
+        email_verified: user.email_verified,
     }
 }
 
@@ -45,6 +49,24 @@ pub fn user_updated(user: &UserDoc) -> UserUpdated {
         avatar_url: user.avatar_url.clone(),
         email: user.email.clone(),
         profile_version: user.profile_version,
+        email_verified: user.email_verified,
+    }
+}
+
+/// Asks notify-svc to mail `token` to the account's address. `user` carries
+/// the pending verification the token belongs to (its expiry is mailed).
+pub fn verification_requested(user: &UserDoc, token: String) -> EmailVerificationRequested {
+    let expires_at = user
+        .email_verification
+        .as_ref()
+        .map(|v| rfc3339(v.expires_at))
+        .unwrap_or_default();
+    EmailVerificationRequested {
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        token,
+        expires_at,
     }
 }
 

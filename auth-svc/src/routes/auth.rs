@@ -11,7 +11,9 @@ use shared::ApiError;
 use utoipa::ToSchema;
 use validator::Validate;
 
+use crate::checks::{self, account_key, check_own_password, unknown_login_key, PasswordLimit};
 use crate::domain::credentials::{check_display_name, check_password, Email, Username};
+use crate::domain::password::HashKey;
 use crate::domain::tokens::{ACCESS_TTL_SECS, MFA_TTL_SECS};
 use crate::domain::totp;
 use crate::events;
@@ -19,7 +21,7 @@ use crate::routes::{ip, user_agent};
 use crate::state::{hash_error, issuer_error, user_error, AppState};
 use crate::storage::now;
 use crate::storage::sessions::Rotation;
-use crate::storage::users::{MfaState, OwnUser, UserDoc};
+use crate::storage::users::{EmailVerification, MfaState, OwnUser, UserDoc};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -39,6 +41,11 @@ pub struct LoginBody {
     login: String,
     #[schema(value_type = String, format = Password)]
     password: SecretString,
+    /// The `deviceToken` this device got at an earlier login: a valid one
+    /// is not blocked by the account's lockout (it has its own limit).
+    #[serde(rename = "deviceToken")]
+    #[validate(length(min = 1, max = 256))]
+    device_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -46,6 +53,9 @@ pub struct LoginBody {
 pub struct MfaLoginBody {
     #[validate(length(min = 1, max = 4096))]
     mfa_token: String,
+    /// As in `login`: handed back when valid, so the device keeps its token.
+    #[validate(length(min = 1, max = 256))]
+    device_token: Option<String>,
     #[validate(length(min = 1, max = 16))]
     code: Option<String>,
     #[validate(length(min = 1, max = 32))]
@@ -78,6 +88,10 @@ pub struct Tokens {
     refresh_token: String,
     token_type: &'static str,
     expires_in: i64,
+    /// Opaque, bound to the account and this device, valid 90 days: send it
+    /// with later logins (on register, login and login/mfa; not on refresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
 }
 
 /// The answer to a password login on an account with MFA: no tokens yet.
@@ -99,13 +113,15 @@ fn password_len_ok(p: &SecretString) -> bool {
     (1..=128).contains(&p.expose_secret().chars().count())
 }
 
-/// Opens a session for `user` and mints its tokens.
+/// Opens a session for `user` and mints its tokens, with the device token
+/// the client presented (when valid) or a new one.
 async fn open_session(
     state: &AppState,
     req: &HttpRequest,
     rid: &RequestId,
     user: &UserDoc,
     announce_login: bool,
+    device_token: Option<&str>,
 ) -> Result<Tokens, ApiError> {
     let ua = user_agent(req);
     let ip = ip(req, state);
@@ -131,6 +147,7 @@ async fn open_session(
         };
         events::record(&state.outbox, &user.id, &rid.0, event).await?;
     }
+    let device_token = state.devices.keep_or_issue(&user.id, device_token).await?;
     tracing::info!(user.id = %user.id, session.id = %session.id, "session opened");
     Ok(Tokens {
         user: Some(user.own()),
@@ -138,6 +155,7 @@ async fn open_session(
         refresh_token,
         token_type: "Bearer",
         expires_in: ACCESS_TTL_SECS,
+        device_token: Some(device_token),
     })
 }
 
@@ -182,9 +200,10 @@ pub async fn register(
     };
     let password_hash = state
         .hasher
-        .hash(&body.password)
+        .hash(&HashKey::login(&username.normalized()), &body.password)
         .await
         .map_err(hash_error)?;
+    let (verification, verification_token) = EmailVerification::issue();
     let user = UserDoc {
         id: uuid::Uuid::now_v7().simple().to_string(),
         username: username.as_str().to_owned(),
@@ -198,6 +217,8 @@ pub async fn register(
         created_at: now(),
         profile_version: 1,
         mfa: MfaState::default(),
+        email_verified: false,
+        email_verification: Some(verification),
     };
     state.users.insert(&user).await.map_err(user_error)?;
     events::record(
@@ -207,8 +228,15 @@ pub async fn register(
         events::user_registered(&user),
     )
     .await?;
+    events::record(
+        &state.outbox,
+        &user.id,
+        &rid.0,
+        events::verification_requested(&user, verification_token),
+    )
+    .await?;
     tracing::info!(user.id = %user.id, "account registered");
-    let tokens = open_session(&state, &req, &rid, &user, false).await?;
+    let tokens = open_session(&state, &req, &rid, &user, false, None).await?;
     Ok(HttpResponse::Created().json(tokens))
 }
 
@@ -225,23 +253,28 @@ pub async fn login(
         return Err(bad_credentials());
     }
     let user = state.users.by_login(&login).await?;
-    let throttle_key = match &user {
-        Some(u) => format!("user:{}", u.id),
-        None => format!("login:{login}"),
+    let device = match (&user, body.device_token.as_deref()) {
+        (Some(u), Some(token)) => state.devices.find_valid(&u.id, token).await?,
+        _ => None,
     };
-    if let Some(retry_after_secs) = state.login_failures.blocked(&throttle_key).await {
-        return Err(ApiError::RateLimited { retry_after_secs });
-    }
-    let ok = state
-        .hasher
-        .verify(
-            &body.password,
-            user.as_ref().map(|u| u.password_hash.as_str()),
-        )
-        .await
-        .map_err(hash_error)?;
+    let (limit_key, hash_key) = match (&user, &device) {
+        (Some(u), Some(d)) => (format!("{}:{}", u.id, d.hash), HashKey::user(&u.id)),
+        (Some(u), None) => (account_key(&u.id), HashKey::user(&u.id)),
+        (None, _) => (unknown_login_key(&login), HashKey::login(&login)),
+    };
+    let limit = match device {
+        Some(_) => PasswordLimit::Device(&limit_key),
+        None => PasswordLimit::Account(&limit_key),
+    };
+    let ok = checks::check_password(
+        &state,
+        limit,
+        &hash_key,
+        &body.password,
+        user.as_ref().map(|u| u.password_hash.as_str()),
+    )
+    .await?;
     let Some(user) = user.filter(|_| ok) else {
-        state.login_failures.record(&throttle_key).await;
         tracing::info!("login refused");
         return Err(bad_credentials());
     };
@@ -257,7 +290,15 @@ pub async fn login(
             methods: ["totp", "recoveryCode"],
         }));
     }
-    let tokens = open_session(&state, &req, &rid, &user, true).await?;
+    let tokens = open_session(
+        &state,
+        &req,
+        &rid,
+        &user,
+        true,
+        body.device_token.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -269,10 +310,13 @@ pub async fn check_second_factor(
     code: Option<&str>,
     recovery_code: Option<&str>,
 ) -> Result<Option<u32>, ApiError> {
-    let throttle_key = format!("user:{}", user.id);
-    if let Some(retry_after_secs) = state.mfa_failures.blocked(&throttle_key).await {
-        return Err(ApiError::RateLimited { retry_after_secs });
+    if code.is_some() == recovery_code.is_some() {
+        return Err(ApiError::validation(
+            "code",
+            "send exactly one of code and recoveryCode",
+        ));
     }
+    let attempt = checks::reserve(&state.mfa_failures, &account_key(&user.id)).await?;
     let accepted = match (code, recovery_code) {
         (Some(code), None) => {
             let secret = user
@@ -303,11 +347,12 @@ pub async fn check_second_factor(
         }
     };
     match accepted {
-        Some(outcome) => Ok(outcome),
-        None => {
-            state.mfa_failures.record(&throttle_key).await;
-            Err(ApiError::Unauthorized)
+        Some(outcome) => {
+            attempt.refund().await;
+            Ok(outcome)
         }
+        // The attempt stays counted.
+        None => Err(ApiError::Unauthorized),
     }
 }
 
@@ -323,14 +368,20 @@ pub async fn login_mfa(
     let claims = verifier
         .verify(&body.mfa_token, TokenType::Mfa)
         .map_err(|_| ApiError::Unauthorized)?;
-    if !state.sessions.challenge_is_live(&claims.jti).await? {
-        return Err(ApiError::Unauthorized);
-    }
     let user = state
         .users
         .by_id(&claims.sub)
         .await?
         .ok_or(ApiError::Unauthorized)?;
+    // One of the token's attempts is taken before the code is checked (one
+    // conditional update), so racing codes get no more than five checks.
+    if !state
+        .sessions
+        .reserve_challenge_attempt(&claims.jti)
+        .await?
+    {
+        return Err(ApiError::Unauthorized);
+    }
     let used = match check_second_factor(
         &state,
         &user,
@@ -340,11 +391,16 @@ pub async fn login_mfa(
     .await
     {
         Ok(used) => used,
-        Err(ApiError::Unauthorized) => {
-            state.sessions.fail_challenge(&claims.jti).await?;
-            return Err(ApiError::Unauthorized);
+        // A wrong code keeps the token's attempt; anything that was not a
+        // check (the account's limit, a malformed body) gives it back.
+        Err(ApiError::Unauthorized) => return Err(ApiError::Unauthorized),
+        Err(e) => {
+            state
+                .sessions
+                .release_challenge_attempt(&claims.jti)
+                .await?;
+            return Err(e);
         }
-        Err(e) => return Err(e),
     };
     if let Some(remaining) = used {
         let event = RecoveryCodeUsed {
@@ -356,7 +412,15 @@ pub async fn login_mfa(
     if !state.sessions.consume_challenge(&claims.jti).await? {
         return Err(ApiError::Unauthorized);
     }
-    let tokens = open_session(&state, &req, &rid, &user, true).await?;
+    let tokens = open_session(
+        &state,
+        &req,
+        &rid,
+        &user,
+        true,
+        body.device_token.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(tokens))
 }
 
@@ -382,6 +446,7 @@ pub async fn refresh(
                 refresh_token,
                 token_type: "Bearer",
                 expires_in: ACCESS_TTL_SECS,
+                device_token: None,
             }))
         }
         Rotation::Reused { session } => {
@@ -409,8 +474,9 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /api/auth/password`: every other session is revoked.
-#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordBody, responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+/// `POST /api/auth/password`: every other session is revoked. A wrong
+/// current password counts toward the account's limit (429 once used up).
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordBody, responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn change_password(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -423,11 +489,7 @@ pub async fn change_password(
         .await?
         .ok_or(ApiError::Unauthorized)?;
     if !password_len_ok(&body.current_password)
-        || !state
-            .hasher
-            .verify(&body.current_password, Some(&user.password_hash))
-            .await
-            .map_err(hash_error)?
+        || !check_own_password(&state, &user, &body.current_password).await?
     {
         return Err(ApiError::validation(
             "currentPassword",
@@ -443,7 +505,7 @@ pub async fn change_password(
         .map_err(|m| ApiError::validation("newPassword", m))?;
     let hash = state
         .hasher
-        .hash(&body.new_password)
+        .hash(&HashKey::user(&user.id), &body.new_password)
         .await
         .map_err(hash_error)?;
     state.users.set_password(&user.id, &hash).await?;

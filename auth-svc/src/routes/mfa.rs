@@ -1,6 +1,6 @@
 //! TOTP set-up, enabling, disabling and recovery codes.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use broker::events::auth::{MfaDisabled, MfaEnabled, RecoveryCodeUsed};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -11,19 +11,32 @@ use shared::ApiError;
 use utoipa::ToSchema;
 use validator::Validate;
 
+use crate::checks::{self, account_key, check_own_password};
 use crate::domain::{secrets, totp};
 use crate::events;
 use crate::routes::auth::check_second_factor;
-use crate::state::{hash_error, AppState};
+use crate::state::AppState;
 use crate::storage::users::UserDoc;
 
 const RECOVERY_CODES: usize = 10;
 
+/// The account's password again (a stolen access token alone cannot enrol
+/// an authenticator).
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CodeBody {
+pub struct SetupBody {
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
+}
+
+/// The code from the new authenticator, and the password again.
+#[derive(Debug, Deserialize, Validate, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnableBody {
     #[validate(length(min = 1, max = 16))]
     code: String,
+    #[schema(value_type = String, format = Password)]
+    password: SecretString,
 }
 
 /// The password plus a TOTP `code` or a `recoveryCode`.
@@ -79,6 +92,41 @@ fn new_recovery_codes(state: &AppState) -> (Vec<String>, Vec<String>) {
     (codes, hashes)
 }
 
+/// The password again, under the account's limit: 422 naming `password`
+/// when wrong (and counted), 429 once the limit is used up.
+async fn confirm_password(
+    state: &AppState,
+    user: &UserDoc,
+    password: &SecretString,
+) -> Result<(), ApiError> {
+    if !check_own_password(state, user, password).await? {
+        return Err(ApiError::validation(
+            "password",
+            "is not your current password",
+        ));
+    }
+    Ok(())
+}
+
+/// A body that must name the password: a request without one (no body at
+/// all, as before the password was required) is a 422 naming `password`.
+fn password_body<T>(
+    req: &HttpRequest,
+    body: Result<ValidJson<T>, ApiError>,
+) -> Result<T, ApiError> {
+    let empty = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0");
+    match body {
+        Ok(body) => Ok(body.0),
+        Err(ApiError::UnsupportedMediaType | ApiError::BadRequest(_)) if empty => {
+            Err(ApiError::validation("password", "is required"))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Password plus a second factor, for changes to MFA itself.
 async fn reauthenticate(
     state: &AppState,
@@ -86,17 +134,7 @@ async fn reauthenticate(
     user: &UserDoc,
     body: &ProtectedBody,
 ) -> Result<(), ApiError> {
-    let ok = state
-        .hasher
-        .verify(&body.password, Some(&user.password_hash))
-        .await
-        .map_err(hash_error)?;
-    if !ok {
-        return Err(ApiError::validation(
-            "password",
-            "is not your current password",
-        ));
-    }
+    confirm_password(state, user, &body.password).await?;
     match check_second_factor(
         state,
         user,
@@ -134,18 +172,24 @@ pub async fn mfa_status(
 }
 
 /// `POST /api/auth/mfa/totp/setup`: a new pending secret (replacing any
-/// earlier pending one), shown once.
-#[utoipa::path(post, path = "/api/auth/mfa/totp/setup", tag = "mfa", responses((status = 200, body = TotpSetup), (status = 401, body = Problem), (status = 409, body = Problem)), security(("bearer" = [])))]
+/// earlier pending one), shown once. Needs the password (422 naming
+/// `password` when missing or wrong; wrong ones count toward the account's
+/// limit, 429 once it is used up).
+#[utoipa::path(post, path = "/api/auth/mfa/totp/setup", tag = "mfa", request_body = SetupBody, responses((status = 200, body = TotpSetup), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn setup_totp(
     state: web::Data<AppState>,
+    req: HttpRequest,
     caller: Authenticated,
+    body: Result<ValidJson<SetupBody>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = password_body(&req, body)?;
     let user = current_user(&state, &caller).await?;
     if user.mfa.enabled {
         return Err(ApiError::Conflict(
             "multi-factor authentication is already enabled".into(),
         ));
     }
+    confirm_password(&state, &user, &body.password).await?;
     let secret = totp::generate_secret();
     let encoded = totp::encode_secret(&secret);
     let sealed = state.secrets.seal(&secret, &user.id);
@@ -164,14 +208,18 @@ pub async fn setup_totp(
     }))
 }
 
-/// `POST /api/auth/mfa/totp/enable`: confirms the pending secret with a code.
-#[utoipa::path(post, path = "/api/auth/mfa/totp/enable", tag = "mfa", request_body = CodeBody, responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+/// `POST /api/auth/mfa/totp/enable`: confirms the pending secret with a
+/// code, and the password (as for setup). Wrong codes count toward the
+/// account's MFA limit.
+#[utoipa::path(post, path = "/api/auth/mfa/totp/enable", tag = "mfa", request_body = EnableBody, responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn enable_totp(
     state: web::Data<AppState>,
+    req: HttpRequest,
     rid: RequestId,
     caller: Authenticated,
-    body: ValidJson<CodeBody>,
+    body: Result<ValidJson<EnableBody>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = password_body(&req, body)?;
     let user = current_user(&state, &caller).await?;
     if user.mfa.enabled {
         return Err(ApiError::Conflict(
@@ -183,18 +231,18 @@ pub async fn enable_totp(
         .pending_secret
         .clone()
         .ok_or_else(|| ApiError::Conflict("call /api/auth/mfa/totp/setup first".into()))?;
+    confirm_password(&state, &user, &body.password).await?;
     let secret = state
         .secrets
         .open(&pending, &user.id)
         .map_err(|e| ApiError::Unexpected(e.into()))?;
+    let attempt = checks::reserve(&state.mfa_failures, &account_key(&user.id)).await?;
     let now_secs = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
     let Some(step) = totp::matching_step(&secret, &body.code, now_secs) else {
-        state
-            .mfa_failures
-            .record(&format!("user:{}", user.id))
-            .await;
+        // The attempt stays counted.
         return Err(ApiError::validation("code", "is wrong or expired"));
     };
+    attempt.refund().await;
     let (codes, hashes) = new_recovery_codes(&state);
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     if !state

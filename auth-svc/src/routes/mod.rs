@@ -3,6 +3,7 @@
 //! and domain, map the result.
 
 pub mod auth;
+pub mod email;
 pub mod jwks;
 pub mod limits;
 pub mod mfa;
@@ -82,6 +83,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &AppState, ip_limits: &IpL
                 })
                 .post(auth::refresh),
         )
+        .service(web::resource("/api/auth/email/verify").post(email::verify_email))
+        .service(web::resource("/api/auth/email/verify/resend").post(email::resend_verification))
         .service(web::resource("/api/auth/logout").post(auth::logout))
         .service(web::resource("/api/auth/password").post(auth::change_password))
         .service(web::resource("/api/auth/sessions").get(sessions::list_sessions))

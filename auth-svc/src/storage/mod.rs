@@ -3,7 +3,10 @@
 //! - [`users`]: accounts, profiles and MFA state (`users`).
 //! - [`sessions`]: sessions, refresh tokens, MFA challenges and known
 //!   devices (`sessions`, `refresh_tokens`, `mfa_challenges`, `devices`).
+//! - [`devices`]: device tokens, which exempt a known device from its
+//!   account's lockout (`device_tokens`).
 
+pub mod devices;
 pub mod sessions;
 pub mod users;
 

@@ -78,6 +78,7 @@ struct ChallengeDoc {
     #[serde(rename = "_id")]
     jti: String,
     user_id: String,
+    /// Codes checked against it so far (each reserved before its check).
     failures: i32,
     consumed: bool,
     expires_at: DateTime,
@@ -96,7 +97,7 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Wrong codes allowed per MFA token.
+/// Codes checked per MFA token (a correct one ends it, so: wrong ones).
 pub const MFA_TOKEN_FAILURES: i32 = 5;
 
 #[derive(Clone)]
@@ -311,32 +312,42 @@ impl Sessions {
         Ok(())
     }
 
-    fn live_challenge(jti: &str) -> mongodb::bson::Document {
-        doc! { "_id": jti, "consumed": false, "failures": { "$lt": MFA_TOKEN_FAILURES }, "expiresAt": { "$gt": now() } }
-    }
-
-    pub async fn challenge_is_live(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
-        Ok(self
+    /// Takes one of the challenge's [`MFA_TOKEN_FAILURES`] attempts before
+    /// its code is checked (one conditional update, so racing requests
+    /// cannot share an attempt); false when the challenge is dead, used up
+    /// or unknown. A correct code then consumes the challenge.
+    pub async fn reserve_challenge_attempt(
+        &self,
+        jti: &str,
+    ) -> Result<bool, mongodb::error::Error> {
+        let r = self
             .challenges
-            .find_one(Self::live_challenge(jti))
-            .await?
-            .is_some())
+            .update_one(
+                doc! { "_id": jti, "consumed": false, "failures": { "$lt": MFA_TOKEN_FAILURES }, "expiresAt": { "$gt": now() } },
+                doc! { "$inc": { "failures": 1 } },
+            )
+            .await?;
+        Ok(r.modified_count == 1)
     }
 
-    /// Counts a wrong code against the challenge.
-    pub async fn fail_challenge(&self, jti: &str) -> Result<(), mongodb::error::Error> {
+    /// Gives back an attempt that checked nothing (refused by another limit).
+    pub async fn release_challenge_attempt(&self, jti: &str) -> Result<(), mongodb::error::Error> {
         self.challenges
-            .update_one(doc! { "_id": jti }, doc! { "$inc": { "failures": 1 } })
+            .update_one(
+                doc! { "_id": jti, "failures": { "$gt": 0 } },
+                doc! { "$inc": { "failures": -1 } },
+            )
             .await?;
         Ok(())
     }
 
-    /// Uses the challenge up; false if it was dead or already used.
+    /// Uses the challenge up after a correct code (its attempt was reserved);
+    /// false if it expired or was already used.
     pub async fn consume_challenge(&self, jti: &str) -> Result<bool, mongodb::error::Error> {
         let r = self
             .challenges
             .update_one(
-                Self::live_challenge(jti),
+                doc! { "_id": jti, "consumed": false, "expiresAt": { "$gt": now() } },
                 doc! { "$set": { "consumed": true } },
             )
             .await?;

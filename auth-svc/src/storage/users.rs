@@ -11,7 +11,8 @@ use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared::cache::Cache;
 
-use super::rfc3339;
+use super::{after_secs, rfc3339};
+use crate::domain::secrets::{random_token, token_hash};
 
 const PROFILE_TTL: Duration = Duration::from_secs(300);
 
@@ -46,6 +47,37 @@ pub struct UserDoc {
     pub profile_version: i64,
     #[serde(default)]
     pub mfa: MfaState,
+    /// The owner redeemed a verification token mailed to `email`. Accounts
+    /// stored before verification existed read as unverified.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// The one verification token that works now (a new one replaces it).
+    #[serde(default)]
+    pub email_verification: Option<EmailVerification>,
+}
+
+/// A pending verification of the address: only the token's hash is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailVerification {
+    /// SHA-256 of the token (256 random bits).
+    pub token_hash: String,
+    pub expires_at: DateTime,
+}
+
+/// Verification tokens work 24 hours.
+pub const EMAIL_VERIFICATION_TTL_SECS: i64 = 24 * 3600;
+
+impl EmailVerification {
+    /// A fresh token (to mail) and what is stored of it.
+    pub fn issue() -> (Self, String) {
+        let token = random_token();
+        let pending = Self {
+            token_hash: token_hash(&token),
+            expires_at: after_secs(EMAIL_VERIFICATION_TTL_SECS),
+        };
+        (pending, token)
+    }
 }
 
 /// What anyone may see of a user.
@@ -66,6 +98,7 @@ pub struct OwnUser {
     pub id: String,
     pub username: String,
     pub email: String,
+    pub email_verified: bool,
     pub display_name: String,
     pub avatar_url: Option<String>,
     pub bio: Option<String>,
@@ -89,6 +122,7 @@ impl UserDoc {
             id: self.id.clone(),
             username: self.username.clone(),
             email: self.email.clone(),
+            email_verified: self.email_verified,
             display_name: self.display_name.clone(),
             avatar_url: self.avatar_url.clone(),
             bio: self.bio.clone(),
@@ -139,6 +173,13 @@ impl Users {
                 )
                 .await?;
         }
+        self.coll
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "emailVerification.tokenHash": 1 })
+                    .build(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -241,6 +282,59 @@ impl Users {
                 .await;
         }
         Ok(user)
+    }
+
+    /// Redeems a verification token: exactly one caller wins (one
+    /// conditional update), and the token stops working. Returns the
+    /// verified account, its profile version bumped so that replicas take
+    /// the `user.updated` that says so.
+    pub async fn verify_email(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        let user = self
+            .coll
+            .find_one_and_update(
+                doc! {
+                    "emailVerification.tokenHash": token_hash,
+                    "emailVerification.expiresAt": { "$gt": DateTime::now() },
+                },
+                doc! {
+                    "$set": { "emailVerified": true, "emailVerification": null },
+                    "$inc": { "profileVersion": 1 },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        if let Some(user) = &user {
+            self.cache
+                .put(
+                    "profile",
+                    &user.id,
+                    user.profile_version,
+                    &user.public(),
+                    PROFILE_TTL,
+                )
+                .await;
+        }
+        Ok(user)
+    }
+
+    /// Replaces the pending verification token of an unverified account
+    /// (older ones stop working); `None` when the account is verified.
+    pub async fn renew_verification(
+        &self,
+        id: &str,
+        pending: &EmailVerification,
+    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        let pending = mongodb::bson::to_bson(pending)?;
+        self.coll
+            .find_one_and_update(
+                doc! { "_id": id, "emailVerified": { "$ne": true } },
+                doc! { "$set": { "emailVerification": pending } },
+            )
+            .return_document(ReturnDocument::After)
+            .await
     }
 
     pub async fn set_password(&self, id: &str, hash: &str) -> Result<(), mongodb::error::Error> {

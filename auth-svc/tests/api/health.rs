@@ -47,6 +47,8 @@ async fn the_openapi_document_covers_every_endpoint() {
         ("/api/auth/refresh", "post"),
         ("/api/auth/logout", "post"),
         ("/api/auth/password", "post"),
+        ("/api/auth/email/verify", "post"),
+        ("/api/auth/email/verify/resend", "post"),
         ("/api/auth/sessions", "get"),
         ("/api/auth/sessions/{id}", "delete"),
         ("/api/auth/mfa", "get"),
@@ -66,4 +68,21 @@ async fn the_openapi_document_covers_every_endpoint() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The fields issue 20 added are documented too.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, field) in [
+        ("LoginBody", "deviceToken"),
+        ("MfaLoginBody", "deviceToken"),
+        ("Tokens", "deviceToken"),
+        ("SetupBody", "password"),
+        ("EnableBody", "password"),
+        ("VerifyBody", "token"),
+        ("OwnUser", "emailVerified"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field} documented: {}",
+            schemas[schema]
+        );
+    }
 }

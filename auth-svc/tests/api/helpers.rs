@@ -16,6 +16,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub shutdown: CancellationToken,
     pub amqp_prefix: String,
+    /// This test's own MongoDB database (for tests that age or strip documents).
+    pub db: mongodb::Database,
 }
 
 fn env_or(key: &str, default: &str) -> String {
@@ -36,6 +38,11 @@ pub async fn spawn_app_with(extra: Value) -> TestApp {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let keys = keys_dir();
     let amqp_prefix = format!("test-{id}.");
+    let mongodb_uri = env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017");
+    let db = mongodb::Client::with_uri_str(&mongodb_uri)
+        .await
+        .expect("mongodb client")
+        .database(&format!("auth_test_{id}"));
     let mut settings = json!({
         "http_port": 0,
         "mongodb_uri": env_or("TEST_MONGODB_URI", "mongodb://127.0.0.1:27017"),
@@ -68,12 +75,15 @@ pub async fn spawn_app_with(extra: Value) -> TestApp {
         client: reqwest::Client::new(),
         shutdown,
         amqp_prefix,
+        db,
     }
 }
 
 /// A registered user and the password it was registered with.
 pub struct User {
     pub id: String,
+    /// The device token registration handed out.
+    pub device: String,
     pub username: String,
     pub email: String,
     pub password: String,
@@ -135,6 +145,10 @@ impl TestApp {
         let body: Value = resp.json().await.expect("json");
         User {
             id: body["user"]["id"].as_str().expect("id").to_owned(),
+            device: body["deviceToken"]
+                .as_str()
+                .expect("device token")
+                .to_owned(),
             username: name.to_owned(),
             email,
             password,
@@ -206,6 +220,20 @@ pub struct EventCapture {
 }
 
 impl EventCapture {
+    /// The next event of any kind within 10 seconds.
+    pub async fn next_any(&mut self) -> Value {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), self.consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event within 10 s"))
+            .expect("stream open")
+            .expect("delivery");
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .expect("ack");
+        serde_json::from_slice(&delivery.data).expect("json envelope")
+    }
+
     /// The next event of `kind` within 10 seconds (skipping others).
     pub async fn next_of(&mut self, kind: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -35,7 +35,11 @@ async fn no_password_token_secret_or_code_appears_in_the_logs() {
     let app = spawn_app().await;
     let user = app.register("tess").await;
     let setup: Value = app
-        .post("/api/auth/mfa/totp/setup", Some(&user.access), json!({}))
+        .post(
+            "/api/auth/mfa/totp/setup",
+            Some(&user.access),
+            json!({"password": user.password}),
+        )
         .await
         .json()
         .await
@@ -46,7 +50,7 @@ async fn no_password_token_secret_or_code_appears_in_the_logs() {
         .post(
             "/api/auth/mfa/totp/enable",
             Some(&user.access),
-            json!({"code": enable_code}),
+            json!({"code": enable_code, "password": user.password}),
         )
         .await
         .json()

@@ -6,9 +6,12 @@
 )]
 
 mod accounts;
+mod devices;
+mod email;
 mod health;
 mod helpers;
 mod limits;
 mod logs;
 mod mfa;
+mod passwords;
 mod tokens;

@@ -3,9 +3,13 @@ use serde_json::{json, Value};
 use crate::helpers::{now, spawn_app, totp, TestApp, User};
 
 /// Sets up and enables TOTP; returns the secret and the recovery codes.
-async fn enable_mfa(app: &TestApp, user: &User) -> (String, Vec<String>) {
+pub async fn enable_mfa(app: &TestApp, user: &User) -> (String, Vec<String>) {
     let setup = app
-        .post("/api/auth/mfa/totp/setup", Some(&user.access), json!({}))
+        .post(
+            "/api/auth/mfa/totp/setup",
+            Some(&user.access),
+            json!({"password": user.password}),
+        )
         .await;
     assert_eq!(setup.status(), 200);
     let setup: Value = setup.json().await.unwrap();
@@ -27,7 +31,7 @@ async fn enable_mfa(app: &TestApp, user: &User) -> (String, Vec<String>) {
         .post(
             "/api/auth/mfa/totp/enable",
             Some(&user.access),
-            json!({"code": code}),
+            json!({"code": code, "password": user.password}),
         )
         .await;
     assert_eq!(enable.status(), 200);
@@ -38,7 +42,7 @@ async fn enable_mfa(app: &TestApp, user: &User) -> (String, Vec<String>) {
     (secret, codes)
 }
 
-async fn mfa_token(app: &TestApp, user: &User) -> String {
+pub async fn mfa_token(app: &TestApp, user: &User) -> String {
     let resp: Value = app
         .login(&user.username, &user.password)
         .await
