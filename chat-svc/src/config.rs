@@ -65,7 +65,10 @@ impl Config {
             ));
         }
         if self.chat.group_rate_per_hour == 0 {
-            return Err(ConfigError::key("group_rate_per_hour", "must be at least 1"));
+            return Err(ConfigError::key(
+                "group_rate_per_hour",
+                "must be at least 1",
+            ));
         }
         if !(1..=300).contains(&self.chat.cache_ttl_secs) {
             return Err(ConfigError::key("cache_ttl_secs", "must be 1-300"));

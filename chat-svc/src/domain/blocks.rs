@@ -51,13 +51,7 @@ impl ChatService {
         let profiles = self.users.profiles(&ids).await?;
         Ok(ids
             .iter()
-            .map(|id| {
-                ProfileView::from(
-                    profiles
-                        .get(id)
-                        .unwrap_or(&unknown_profile(id)),
-                )
-            })
+            .map(|id| ProfileView::from(profiles.get(id).unwrap_or(&unknown_profile(id))))
             .collect())
     }
 

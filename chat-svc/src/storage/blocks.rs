@@ -196,7 +196,10 @@ impl Blocks {
             .await?
             .try_collect()
             .await?;
-        Ok(docs.into_iter().map(|p| (p.user_id, p.group_adds)).collect())
+        Ok(docs
+            .into_iter()
+            .map(|p| (p.user_id, p.group_adds))
+            .collect())
     }
 
     pub async fn set_group_adds(

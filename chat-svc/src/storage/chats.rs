@@ -270,7 +270,11 @@ impl Chats {
     }
 
     /// The id of the 1:1 chat of a pair, if they have one.
-    pub async fn direct_id(&self, a: &str, b: &str) -> Result<Option<String>, mongodb::error::Error> {
+    pub async fn direct_id(
+        &self,
+        a: &str,
+        b: &str,
+    ) -> Result<Option<String>, mongodb::error::Error> {
         Ok(self
             .chats
             .find_one(doc! { "pairKey": direct_key(a, b) })
