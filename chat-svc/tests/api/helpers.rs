@@ -165,6 +165,14 @@ impl TestChat {
         Process { child, address }
     }
 
+    /// The Redis key prefix this test's instances share.
+    pub fn redis_prefix(&self) -> String {
+        self.settings["redis_prefix"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     pub fn url(&self, instance: usize, path: &str) -> String {
         format!("{}{}", self.instances[instance].address, path)
     }

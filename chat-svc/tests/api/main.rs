@@ -5,9 +5,11 @@
     reason = "test helpers fail loudly; a panic is the assertion"
 )]
 
+mod blocks;
 mod cache;
 mod chats;
 mod health;
 mod helpers;
+mod limits;
 mod presence;
 mod realtime;
