@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -173,8 +174,10 @@ pub fn email_verification(
     let name = clean_line(to_name);
     let until = expires.map(|e| format!(" (until {e})")).unwrap_or_default();
     let hours = VERIFICATION_VALID_HOURS;
+    // The plain text stays ASCII (no name in it), so it is sent as 7bit and
+    // the raw mail shows `token=<token>` unbroken by any transfer encoding.
     let text = format!(
-        "Hello {name},\n\nconfirm that this is your email address by opening this link:\n\n{link}\n\n\
+        "Hello,\n\nconfirm that this is your email address by opening this link:\n\n{link}\n\n\
          The link works once, for {hours} hours{until}. Until you confirm, we send no other email \
          to this address.\n\nIf you did not sign up, ignore this email.\n"
     );
@@ -193,6 +196,24 @@ pub fn email_verification(
         html: page(&subject, &html),
         subject,
         text,
+    }
+}
+
+/// Longest line 7bit allows (RFC 5322 2.1.1, RFC 2045 2.7), CRLF excluded.
+const MAX_7BIT_LINE: usize = 998;
+
+/// The plain-text part as 7bit whenever it can be: lettre would pick
+/// quoted-printable for any line over 76 characters, which turns the
+/// `token=` of a verification link into `token=3D` in the raw mail. Falls
+/// back to lettre's choice for non-ASCII text or longer lines.
+fn plain_body(text: &str) -> Body {
+    let seven_bit = text.bytes().all(|b| b.is_ascii() && b != 0 && b != b'\r')
+        && text.split('\n').all(|line| line.len() <= MAX_7BIT_LINE);
+    if seven_bit {
+        let crlf = text.replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text.to_owned())
     }
 }
 
@@ -232,7 +253,7 @@ impl Mailer {
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(mail.text.clone()),
+                            .body(plain_body(&mail.text)),
                     )
                     .singlepart(
                         SinglePart::builder()
@@ -273,19 +294,39 @@ mod tests {
         let link = "https://chat.example/verify-email?token=abc_DEF-123";
         let mail = email_verification(
             "new@example.com",
-            "<b>Eve</b>\r\nBcc: x@example.com",
+            "<b>Evé</b>\r\nBcc: x@example.com",
             link,
             Some("2026-12-04 13:20 UTC"),
         );
         assert!(mail.text.contains("token=abc_DEF-123"));
         assert!(mail.text.contains(link));
         assert!(mail.text.contains("24 hours (until 2026-12-04 13:20 UTC)"));
+        assert!(mail.text.is_ascii(), "the text part would be re-encoded");
         assert!(mail.html.contains(&format!("href=\"{link}\"")));
         assert!(mail.html.contains("24 hours"));
-        assert!(!mail.html.contains("<b>Eve"));
-        assert!(mail.html.contains("&lt;b&gt;Eve"));
+        assert!(!mail.html.contains("<b>Ev"));
+        assert!(mail.html.contains("&lt;b&gt;Evé"));
         assert!(!mail.to_name.contains('\n'));
         assert!(!format!("{mail:?}").contains("token"), "a body in Debug");
+    }
+
+    #[test]
+    fn ascii_text_with_long_lines_stays_7bit_so_links_are_literal() {
+        let text = format!(
+            "see\nhttps://chat.example/verify-email?token={}\n",
+            "a".repeat(60)
+        );
+        let body = plain_body(&text);
+        assert_eq!(body.encoding(), ContentTransferEncoding::SevenBit);
+        assert_eq!(body.as_ref(), text.replace('\n', "\r\n").as_bytes());
+        assert_ne!(
+            plain_body("caf\u{e9}").encoding(),
+            ContentTransferEncoding::SevenBit
+        );
+        assert_ne!(
+            plain_body(&"x".repeat(1200)).encoding(),
+            ContentTransferEncoding::SevenBit
+        );
     }
 
     #[test]
