@@ -463,3 +463,27 @@ async fn leaving_a_group_always_works() {
     assert!(chat_ids(&t, &hal).await.is_empty());
     assert_eq!(member_ids(&t, &gus, &group).await, vec![gus.id.clone()]);
 }
+
+#[tokio::test]
+async fn the_block_check_of_a_warm_direct_chat_send_reads_no_database() {
+    let t = spawn(1).await;
+    let kim = t.user("kim").await;
+    let lee = t.user("lee").await;
+    let chat = t
+        .post(0, "/api/chat", &kim, json!({"userId": lee.id}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.send(0, &kim, &chat, "warm-up").await;
+    let blocks = ["collection=\"blocks\""];
+    let before = t.counter(0, "db_operations_total", &blocks).await;
+    for n in 0..5 {
+        t.send(0, &kim, &chat, &format!("m{n}")).await;
+    }
+    let after = t.counter(0, "db_operations_total", &blocks).await;
+    assert_eq!(after, before, "warm sends read no blocks from MongoDB");
+}

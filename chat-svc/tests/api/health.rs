@@ -38,6 +38,9 @@ async fn the_openapi_document_lists_the_rest_endpoints() {
         "/api/chat/{id}/messages",
         "/api/chat/{id}/messages/{messageId}",
         "/api/chat/{id}/read",
+        "/api/chat/blocks",
+        "/api/chat/blocks/{userId}",
+        "/api/chat/privacy",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }
