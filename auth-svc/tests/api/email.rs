@@ -79,11 +79,16 @@ async fn registration_mails_a_single_use_token_that_verifies_the_address() {
         .await
         .unwrap();
     assert_eq!(patched.status(), 200);
-    let next = events.next_any().await;
-    assert_eq!(
-        next["type"], "user.updated",
-        "no mail for a verified address: {next}"
-    );
+    loop {
+        let next = events.next_any().await;
+        assert_ne!(
+            next["type"], "auth.email.verification_requested",
+            "no mail for a verified address"
+        );
+        if next["type"] == "user.updated" && next["data"]["profileVersion"].as_i64() >= Some(3) {
+            break;
+        }
+    }
 }
 
 #[tokio::test]
