@@ -1,6 +1,7 @@
 //! Sockets on this instance. Each has a bounded outbound queue: a client
-//! that stops reading fills it and is disconnected, so memory never grows
-//! without bound.
+//! that stops reading fills it and is told to close (its connection task
+//! then cleans up), so memory never grows without bound and delivery never
+//! waits for a slow socket.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use shared::metrics::Metrics;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Frames a socket may have queued before it counts as too slow.
 pub const OUTBOUND_QUEUE: usize = 256;
@@ -27,6 +29,9 @@ struct Conn {
     id: u64,
     session_id: String,
     tx: mpsc::Sender<Outbound>,
+    /// Cancelled when the queue overflows: the connection task may be stuck
+    /// in a write, so it is told out of band rather than through the queue.
+    too_slow: CancellationToken,
 }
 
 pub struct Hub {
@@ -44,27 +49,50 @@ impl Hub {
         }
     }
 
-    /// Registers a socket; returns its id and whether it is the user's
-    /// first socket on this instance.
+    /// A fresh socket id (unique on this instance).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers socket `id` unless the user already has `limit` sockets
+    /// here (the limit when Redis cannot count across instances). Returns
+    /// whether it is the user's first socket on this instance, and the token
+    /// cancelled when the socket's queue overflows.
     pub fn register(
         &self,
         user: &str,
         session_id: &str,
+        id: u64,
         tx: mpsc::Sender<Outbound>,
-    ) -> (u64, bool) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut first = false;
-        if let Ok(mut users) = self.users.write() {
-            let conns = users.entry(user.to_owned()).or_default();
-            first = conns.is_empty();
-            conns.push(Conn {
-                id,
-                session_id: session_id.to_owned(),
-                tx,
-            });
+        limit: usize,
+    ) -> Option<(bool, CancellationToken)> {
+        let too_slow = CancellationToken::new();
+        let mut users = self.users.write().ok()?;
+        let conns = users.entry(user.to_owned()).or_default();
+        if conns.len() >= limit {
+            return None;
         }
+        let first = conns.is_empty();
+        conns.push(Conn {
+            id,
+            session_id: session_id.to_owned(),
+            tx,
+            too_slow: too_slow.clone(),
+        });
         self.metrics.ws_connections.inc();
-        (id, first)
+        Some((first, too_slow))
+    }
+
+    /// Moves a socket to another session of its user (after an `auth`
+    /// frame), so revoking that session closes it.
+    pub fn rebind(&self, user: &str, id: u64, session_id: &str) {
+        if let Ok(mut users) = self.users.write() {
+            for conn in users.get_mut(user).into_iter().flatten() {
+                if conn.id == id {
+                    session_id.clone_into(&mut conn.session_id);
+                }
+            }
+        }
     }
 
     /// Removes a socket; true when it was the user's last one here.
@@ -87,11 +115,31 @@ impl Hub {
         last
     }
 
+    /// The user's sockets on this instance.
+    pub fn count(&self, user: &str) -> usize {
+        self.users
+            .read()
+            .map(|u| u.get(user).map_or(0, Vec::len))
+            .unwrap_or(0)
+    }
+
     pub fn has_user(&self, user: &str) -> bool {
         self.users
             .read()
             .map(|u| u.contains_key(user))
             .unwrap_or(false)
+    }
+
+    /// Every socket here, as `(user, socket id)`.
+    pub fn local_sockets(&self) -> Vec<(String, u64)> {
+        self.users
+            .read()
+            .map(|u| {
+                u.iter()
+                    .flat_map(|(user, conns)| conns.iter().map(|c| (user.clone(), c.id)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn local_users(&self) -> Vec<String> {
@@ -101,20 +149,19 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Queues a frame on every socket of the user; a full queue disconnects
-    /// that socket.
+    /// Queues a frame on every socket of the user without waiting; a socket
+    /// whose queue is full is told to close and gets nothing more.
     pub fn deliver(&self, user: &str, frame: Arc<str>) {
-        let mut slow = Vec::new();
         if let Ok(users) = self.users.read() {
             for conn in users.get(user).into_iter().flatten() {
+                if conn.too_slow.is_cancelled() {
+                    continue;
+                }
                 if conn.tx.try_send(Outbound::Frame(frame.clone())).is_err() {
-                    slow.push(conn.id);
+                    tracing::warn!(user.id = %user, "socket too slow; disconnecting");
+                    conn.too_slow.cancel();
                 }
             }
-        }
-        for id in slow {
-            tracing::warn!(user.id = %user, "socket too slow; disconnecting");
-            self.unregister(user, id);
         }
     }
 

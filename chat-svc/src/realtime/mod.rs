@@ -2,8 +2,10 @@
 //!
 //! - [`hub`]: the sockets connected to this instance, by user and session.
 //! - [`presence`]: online while any socket of the user is open anywhere.
+//! - [`slots`]: at most 16 open sockets per user, counted across instances.
 //! - [`socket`]: one connection: auth, frames, limits, heartbeat, resume.
 
 pub mod hub;
 pub mod presence;
+pub mod slots;
 pub mod socket;

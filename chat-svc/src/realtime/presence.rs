@@ -20,6 +20,7 @@ use deadpool_redis::Pool;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Hub;
+use super::slots::SocketSlots;
 use crate::storage::chats::Chats;
 
 #[derive(Clone)]
@@ -36,6 +37,8 @@ pub struct PresenceTracker {
     transitions: Arc<tokio::sync::Mutex<()>>,
     publisher: Publisher,
     chats: Chats,
+    /// The per-user socket count, refreshed by the same heartbeat.
+    slots: SocketSlots,
 }
 
 fn now_secs() -> i64 {
@@ -51,17 +54,31 @@ impl PresenceTracker {
         chats: Chats,
         ttl: Duration,
     ) -> Self {
+        let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(30).max(3);
         Self {
+            slots: SocketSlots::new(pool.clone(), redis_prefix, instance, ttl_secs),
             pool,
             prefix: format!("{redis_prefix}presence:"),
             registry: format!("{redis_prefix}presence-instances"),
             instance_users: format!("{redis_prefix}presence-users:"),
             instance: instance.to_owned(),
-            ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(30).max(3),
+            ttl_secs,
             transitions: Arc::new(tokio::sync::Mutex::new(())),
             publisher,
             chats,
         }
+    }
+
+    pub fn slots(&self) -> &SocketSlots {
+        &self.slots
+    }
+
+    /// Gives a closed socket's slot back. Serialised with the heartbeat, so
+    /// a refresh that listed the socket just before it closed cannot put
+    /// its slot back afterwards.
+    pub async fn release_slot(&self, user: &str, socket: u64) {
+        let _serial = self.transitions.lock().await;
+        self.slots.release(user, socket).await;
     }
 
     /// Brings Redis in line with the sockets `user` has open here now
@@ -213,6 +230,7 @@ impl PresenceTracker {
                 .ignore();
             pipe.cmd("EXPIRE").arg(&key).arg(self.ttl_secs * 2).ignore();
         }
+        self.slots.refresh_into(&mut pipe, &hub.local_sockets());
         pipe.query_async(&mut conn).await
     }
 

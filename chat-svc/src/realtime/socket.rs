@@ -1,9 +1,13 @@
 //! One WebSocket connection (protocol in docs/websocket.md): authentication
 //! by header or first frame, then client frames in, events out. Limits:
 //! 64 KiB frames (1009 beyond), a per-connection frame rate (a client that
-//! keeps flooding past it is closed, 1008), a heartbeat
-//! with an idle timeout, a bounded outbound queue; malformed frames get an
-//! `error` frame and the socket stays open.
+//! keeps flooding past it is closed, 1008), at most 16 sockets per user
+//! (429 before the upgrade, 4029 after a first-frame `auth`), the access
+//! token's expiry (4001 unless a fresh `auth` frame moved it), one `resume`
+//! per socket. A client that stops reading is closed (1008) within
+//! [`PONG_TIMEOUT`]: a bounded outbound queue, a deadline on every write
+//! and a ping that must be answered; malformed frames get an `error` frame
+//! and the socket stays open.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
 use super::presence::PresenceTracker;
+use super::slots::{Admission, MAX_SOCKETS_PER_USER};
 use crate::domain::service::ChatService;
 use crate::events::frames::{cursor_of, with_cursor};
 use crate::storage::timeline::{cursor_key, Replay, Timeline};
@@ -31,8 +36,21 @@ use shared::revocations::Revocations;
 
 pub const MAX_FRAME: usize = 64 * 1024;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
-const PING_EVERY: Duration = Duration::from_secs(15);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+const PING_EVERY: Duration = Duration::from_secs(10);
+/// A socket whose last pong is older than this has stopped reading (a
+/// client answers a ping only once it has read everything queued before
+/// it) and is closed. A reading client answers every [`PING_EVERY`], so it
+/// keeps a margin of 15 s; one that stops reading is closed within 25 s.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(25);
+/// Longest a single write may wait for room towards the client. Writes
+/// also never wait past the pong deadline, so a stuck write cannot keep a
+/// dead socket open longer than [`PONG_TIMEOUT`].
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A close frame that cannot be queued within this is given up: the
+/// connection is dropped without it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// `Retry-After` of the 429 for a user's 17th socket.
+const SOCKETS_RETRY_AFTER_SECS: u64 = 5;
 /// Live frames wait this long after `ready` for a `resume`, so a replay
 /// never arrives after newer live frames.
 const RESUME_WINDOW: Duration = Duration::from_millis(1000);
@@ -42,6 +60,73 @@ const FRAME_BURST: f64 = 30.0;
 /// closed (1008). Only the first refusal of a run is answered, so a flood
 /// is never amplified into as many error frames.
 const FLOOD_CLOSE_AFTER: u32 = 100;
+
+/// The close codes this server sends (docs/websocket.md).
+mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    /// Policy: no or bad authentication, revoked session, flooding, too slow.
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    /// The access token expired and no fresh `auth` frame came before.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The user already had 16 open sockets (first-frame `auth` only: a
+    /// header-authenticated upgrade gets a 429 instead).
+    pub const TOO_MANY_SOCKETS: u16 = 4029;
+}
+use close_code::*;
+
+/// A socket's place in its user's socket count; given back when dropped,
+/// however the connection ends.
+struct Slot {
+    presence: PresenceTracker,
+    user: String,
+    id: u64,
+    counted_in_redis: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.counted_in_redis {
+            return;
+        }
+        let (presence, user, id) = (self.presence.clone(), self.user.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { presence.release_slot(&user, id).await });
+        }
+    }
+}
+
+impl Realtime {
+    /// A slot for one more socket of `user`, or `None` when they have
+    /// [`MAX_SOCKETS_PER_USER`] open (across instances; on this instance
+    /// only while Redis does not answer).
+    async fn admit(&self, user: &str) -> Option<Slot> {
+        let id = self.hub.next_id();
+        let counted_in_redis = match self.presence.slots().take(user, id).await {
+            Admission::Full => return None,
+            Admission::Counted => true,
+            Admission::LocalOnly if self.hub.count(user) >= MAX_SOCKETS_PER_USER => return None,
+            Admission::LocalOnly => false,
+        };
+        Some(Slot {
+            presence: self.presence.clone(),
+            user: user.to_owned(),
+            id,
+            counted_in_redis,
+        })
+    }
+}
+
+/// When a token that expires at `exp` (seconds since the epoch) stops
+/// being valid, on this process's clock.
+fn expiry_of(exp: i64) -> tokio::time::Instant {
+    let left_ms = exp
+        .saturating_mul(1000)
+        .saturating_sub(chrono::Utc::now().timestamp_millis());
+    tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left_ms).unwrap_or(0))
+}
 
 /// What the WebSocket handler needs.
 #[derive(Clone)]
@@ -92,7 +177,13 @@ pub async fn upgrade(
         }
     }
     let pre_auth = match bearer_token(&req) {
-        Some(token) => Some(verifier.verify_access(token).await?),
+        Some(token) => {
+            let claims = verifier.verify_access(token).await?;
+            let slot = rt.admit(&claims.sub).await.ok_or(ApiError::RateLimited {
+                retry_after_secs: SOCKETS_RETRY_AFTER_SECS,
+            })?;
+            Some((claims, slot))
+        }
         None => None,
     };
     let (response, session, stream) = actix_ws::handle(&req, body)
@@ -109,12 +200,14 @@ pub async fn upgrade(
     Ok(response)
 }
 
+/// Sends a close frame if it can be queued soon; a client too slow to take
+/// it is dropped without one.
 async fn close(session: Session, code: u16, why: &str) {
     let reason = CloseReason {
         code: CloseCode::from(code),
         description: Some(why.to_owned()),
     };
-    let _ = session.close(Some(reason)).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
 }
 
 fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> String {
@@ -125,16 +218,23 @@ fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> String
     f.to_string()
 }
 
+/// The `code` of the `error` frame answering a refused frame. Exhaustive,
+/// so a refusal the domain adds (a block: `Forbidden`) has a code before it
+/// compiles.
 fn api_error_code(e: &ApiError) -> &'static str {
     match e {
         ApiError::NotFound => "not_found",
         ApiError::Forbidden => "forbidden",
         ApiError::Unauthorized => "unauthorized",
-        ApiError::Validation(_) | ApiError::BadRequest(_) => "invalid",
+        ApiError::Validation(_)
+        | ApiError::BadRequest(_)
+        | ApiError::MethodNotAllowed
+        | ApiError::PayloadTooLarge
+        | ApiError::UnsupportedMediaType => "invalid",
         ApiError::RateLimited { .. } => "rate_limited",
         ApiError::Conflict(_) => "conflict",
         ApiError::Unavailable(_) => "unavailable",
-        _ => "internal",
+        ApiError::Unexpected(_) => "internal",
     }
 }
 
@@ -152,15 +252,27 @@ fn api_error_message(e: &ApiError) -> String {
 
 struct Connection {
     rt: Realtime,
+    verifier: TokenVerifier,
     session: Session,
+    /// This socket's id in the hub and in the user's socket count.
+    id: u64,
     user: String,
     session_id: String,
+    /// When the access token that authenticated this socket (or the last
+    /// accepted `auth` frame) expires: the socket closes then (4001).
+    token_expires: tokio::time::Instant,
+    /// The last pong (or the connection's start): see [`PONG_TIMEOUT`].
+    last_pong: Instant,
+    /// Cancelled by the hub when this socket's outbound queue overflows.
+    too_slow: CancellationToken,
+    /// A `resume` has been handled: a second one is refused, so a client
+    /// cannot make the server replay its timeline over and over.
+    resumed: bool,
     /// Token bucket for client frames.
     tokens: f64,
     /// Frames refused in a row by the rate limit.
     refused: u32,
     refilled: Instant,
-    last_seen: Instant,
     /// Live frames held during the resume window.
     held: Option<VecDeque<Arc<str>>>,
     held_until: Instant,
@@ -234,20 +346,33 @@ impl Connection {
         verifier: TokenVerifier,
         mut session: Session,
         mut stream: AggregatedMessageStream,
-        pre_auth: Option<Claims>,
+        pre_auth: Option<(Claims, Slot)>,
     ) {
-        let claims = match pre_auth {
-            Some(c) => Some(c),
-            None => Self::authenticate(&verifier, &mut session, &mut stream).await,
-        };
-        let Some(claims) = claims else {
-            close(session, 1008, "authentication required").await;
-            return;
+        let (claims, slot) = match pre_auth {
+            Some(admitted) => admitted,
+            None => {
+                let Some(claims) = Self::authenticate(&verifier, &mut session, &mut stream).await
+                else {
+                    close(session, POLICY, "authentication required").await;
+                    return;
+                };
+                let Some(slot) = rt.admit(&claims.sub).await else {
+                    Self::refuse_too_many(session).await;
+                    return;
+                };
+                (claims, slot)
+            }
         };
         let user = claims.sub.clone();
         let session_id = claims.sid.clone().unwrap_or_default();
         let (tx, mut rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let (conn_id, first) = rt.hub.register(&user, &session_id, tx);
+        let Some((first, too_slow)) =
+            rt.hub
+                .register(&user, &session_id, slot.id, tx, MAX_SOCKETS_PER_USER)
+        else {
+            Self::refuse_too_many(session).await;
+            return;
+        };
         if first {
             let (presence, hub, u) = (rt.presence.clone(), rt.hub.clone(), user.clone());
             actix_web::rt::spawn(async move { presence.sync(&u, &hub).await });
@@ -255,30 +380,54 @@ impl Connection {
         let ready = json!({"type": "ready", "userId": user, "sessionId": session_id}).to_string();
         let mut conn = Connection {
             rt: rt.clone(),
+            verifier,
             session: session.clone(),
+            id: slot.id,
             user: user.clone(),
             session_id,
+            token_expires: expiry_of(claims.exp),
+            last_pong: Instant::now(),
+            too_slow,
+            resumed: false,
             tokens: FRAME_BURST,
             refused: 0,
             refilled: Instant::now(),
-            last_seen: Instant::now(),
             held: Some(VecDeque::new()),
             held_until: Instant::now() + RESUME_WINDOW,
             replayed_up_to: None,
             sent: SentCursors::default(),
         };
-        let outcome = if conn.session.text(ready).await.is_err() {
-            Flow::Close(1000, "closed")
-        } else {
-            conn.serve(&mut rx, &mut stream).await
+        let outcome = match conn.send_text(&ready).await {
+            Flow::Continue => conn.serve(&mut rx, &mut stream).await,
+            closed => closed,
         };
-        if rt.hub.unregister(&user, conn_id) {
+        if let Flow::Close(code, why) = &outcome {
+            if *code == POLICY && why.starts_with("too slow") {
+                tracing::info!(user.id = %user, reason = why, "closed a socket that stopped reading");
+            }
+        }
+        if rt.hub.unregister(&user, slot.id) {
             let (presence, hub) = (rt.presence.clone(), rt.hub.clone());
             actix_web::rt::spawn(async move { presence.sync(&user, &hub).await });
         }
+        drop(slot);
+        drop(conn);
         if let Flow::Close(code, why) = outcome {
             close(session, code, why).await;
         }
+    }
+
+    /// The first-frame path found the user's sockets all taken: the
+    /// upgrade has already happened, so an error frame and a close code
+    /// say what the 429 says to a header-authenticated upgrade.
+    async fn refuse_too_many(mut session: Session) {
+        let frame = error_frame(
+            "too_many_sockets",
+            "at most 16 open sockets per user; close one first",
+            None,
+        );
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, session.text(frame)).await;
+        close(session, TOO_MANY_SOCKETS, "too many sockets").await;
     }
 
     async fn serve(
@@ -289,27 +438,30 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(PING_EVERY);
         heartbeat.tick().await;
         let shutdown = self.rt.shutdown.clone();
+        let too_slow = self.too_slow.clone();
         loop {
             let window = tokio::time::sleep_until(tokio::time::Instant::from_std(self.held_until));
+            let expired = tokio::time::sleep_until(self.token_expires);
+            let unanswered = tokio::time::sleep_until(self.pong_deadline());
             let flow = tokio::select! {
-                _ = shutdown.cancelled() => Flow::Close(1001, "server going away"),
+                _ = shutdown.cancelled() => Flow::Close(GOING_AWAY, "server going away"),
+                _ = too_slow.cancelled() => Flow::Close(POLICY, "too slow: outbound queue full"),
+                _ = expired => Flow::Close(TOKEN_EXPIRED, "token expired"),
+                _ = unanswered => Flow::Close(POLICY, "too slow: ping not answered"),
                 _ = window, if self.held.is_some() => self.release_held(None).await,
                 out = rx.recv() => match out {
                     Some(Outbound::Frame(f)) => self.send_live(f).await,
                     Some(Outbound::Close(code, why)) => Flow::Close(code, why),
                     Some(Outbound::CatchUp(from_ms)) => self.catch_up(from_ms).await,
-                    None => Flow::Close(1008, "too slow: outbound queue full"),
+                    None => Flow::Close(POLICY, "too slow: outbound queue full"),
                 },
                 msg = stream.next() => self.on_message(msg).await,
                 _ = heartbeat.tick() => {
-                    if self.last_seen.elapsed() > IDLE_TIMEOUT {
-                        Flow::Close(1000, "idle timeout")
-                    } else if self.rt.revocations.contains(&self.session_id) {
-                        Flow::Close(1008, "session revoked")
-                    } else if self.session.ping(b"hb").await.is_err() {
-                        Flow::Close(1000, "closed")
+                    if self.rt.revocations.contains(&self.session_id) {
+                        Flow::Close(POLICY, "session revoked")
                     } else {
-                        Flow::Continue
+                        let mut session = self.session.clone();
+                        self.written(session.ping(b"hb")).await
                     }
                 }
             };
@@ -319,18 +471,34 @@ impl Connection {
         }
     }
 
-    async fn send_text(&mut self, text: &str) -> Flow {
-        match self.session.text(text.to_owned()).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(1000, "closed"),
+    fn pong_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.last_pong + PONG_TIMEOUT)
+    }
+
+    /// Awaits a write towards the client within its deadline: a client
+    /// that does not take it in time is too slow and is closed.
+    async fn written(
+        &self,
+        write: impl std::future::Future<Output = Result<(), actix_ws::Closed>>,
+    ) -> Flow {
+        let deadline = (tokio::time::Instant::now() + WRITE_TIMEOUT).min(self.pong_deadline());
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close(NORMAL, "closed"),
+            Err(_) => Flow::Close(POLICY, "too slow: write timed out"),
         }
+    }
+
+    async fn send_text(&mut self, text: &str) -> Flow {
+        let mut session = self.session.clone();
+        self.written(session.text(text.to_owned())).await
     }
 
     async fn send_live(&mut self, frame: Arc<str>) -> Flow {
         if let Some(held) = self.held.as_mut() {
             held.push_back(frame);
             if held.len() >= OUTBOUND_QUEUE {
-                return Flow::Close(1008, "too slow: outbound queue full");
+                return Flow::Close(POLICY, "too slow: outbound queue full");
             }
             return Flow::Continue;
         }
@@ -401,6 +569,28 @@ impl Connection {
         Flow::Continue
     }
 
+    /// A fresh access token for the same user moves the expiry deadline to
+    /// its own (and the socket to its session, which must be unrevoked:
+    /// `verify_access` checks). Anything else is refused and changes
+    /// nothing.
+    async fn reauthenticate(&mut self, token: &str) -> Flow {
+        let refusal = match self.verifier.verify_access(token).await {
+            Ok(claims) if claims.sub == self.user => {
+                let session_id = claims.sid.unwrap_or_default();
+                if session_id != self.session_id {
+                    self.rt.hub.rebind(&self.user, self.id, &session_id);
+                    self.session_id = session_id;
+                }
+                self.token_expires = expiry_of(claims.exp);
+                return Flow::Continue;
+            }
+            Ok(_) => "the token is for another user",
+            Err(_) => "invalid, expired or revoked token",
+        };
+        self.send_text(&error_frame("unauthorized", refusal, None))
+            .await
+    }
+
     fn take_token(&mut self) -> bool {
         let now = Instant::now();
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
@@ -415,29 +605,33 @@ impl Connection {
     }
 
     async fn on_message(&mut self, msg: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
-        self.last_seen = Instant::now();
         match msg {
-            None => Flow::Close(1000, "closed"),
-            Some(Err(ProtocolError::Overflow)) => Flow::Close(1009, "frame too large"),
-            Some(Err(_)) => Flow::Close(1002, "protocol error"),
-            Some(Ok(AggregatedMessage::Close(_))) => Flow::Close(1000, "bye"),
-            Some(Ok(AggregatedMessage::Ping(b))) => match self.session.pong(&b).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close(1000, "closed"),
-            },
-            Some(Ok(AggregatedMessage::Pong(_))) => Flow::Continue,
+            None => Flow::Close(NORMAL, "closed"),
+            Some(Err(ProtocolError::Overflow)) => Flow::Close(TOO_BIG, "frame too large"),
+            Some(Err(_)) => Flow::Close(PROTOCOL, "protocol error"),
+            Some(Ok(AggregatedMessage::Close(_))) => Flow::Close(NORMAL, "bye"),
+            Some(Ok(AggregatedMessage::Ping(b))) => {
+                let mut session = self.session.clone();
+                self.written(session.pong(&b)).await
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => {
+                // Only a pong proves the client reads: any other frame shows
+                // it writes, which a client that stopped reading still can.
+                self.last_pong = Instant::now();
+                Flow::Continue
+            }
             Some(Ok(AggregatedMessage::Binary(_))) => {
                 self.send_text(&error_frame("invalid", "frames are JSON text", None))
                     .await
             }
             Some(Ok(AggregatedMessage::Text(text))) => {
                 if self.rt.revocations.contains(&self.session_id) {
-                    return Flow::Close(1008, "session revoked");
+                    return Flow::Close(POLICY, "session revoked");
                 }
                 if !self.take_token() {
                     self.refused += 1;
                     if self.refused > FLOOD_CLOSE_AFTER {
-                        return Flow::Close(1008, "too many frames");
+                        return Flow::Close(POLICY, "too many frames");
                     }
                     if self.refused > 1 {
                         return Flow::Continue;
@@ -464,6 +658,16 @@ impl Connection {
 
     async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
         if let ClientFrame::Resume { cursor } = frame {
+            if self.resumed {
+                return self
+                    .send_text(&error_frame(
+                        "invalid",
+                        "resume is accepted once per socket",
+                        None,
+                    ))
+                    .await;
+            }
+            self.resumed = true;
             if self.held.is_none() && self.replayed_up_to.is_none() {
                 // Too late for a gap-free replay: the client must refetch.
                 self.held = Some(VecDeque::new());
@@ -482,10 +686,7 @@ impl Connection {
         let service = self.rt.service.clone();
         match frame {
             ClientFrame::Ping => self.send_text(r#"{"type":"pong"}"#).await,
-            ClientFrame::Auth { .. } => {
-                self.send_text(&error_frame("invalid", "already authenticated", None))
-                    .await
-            }
+            ClientFrame::Auth { token } => self.reauthenticate(&token).await,
             ClientFrame::Send {
                 chat_id,
                 content,

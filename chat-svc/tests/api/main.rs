@@ -13,3 +13,4 @@ mod helpers;
 mod limits;
 mod presence;
 mod realtime;
+mod sockets;
