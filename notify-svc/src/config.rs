@@ -149,3 +149,48 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(extra: serde_json::Value) -> Result<Config, ConfigError> {
+        let keys = std::env::var("TEST_KEYS_DIR")
+            .unwrap_or_else(|_| format!("{}/../.dev/keys", env!("CARGO_MANIFEST_DIR")));
+        let mut overrides = serde_json::json!({
+            "vapid_private_key_file": format!("{keys}/vapid-private.pem"),
+            "jwt_public_key_file": format!("{keys}/jwt-public.pem"),
+        });
+        if let (Some(o), Some(e)) = (overrides.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        Config::load_with(overrides)
+    }
+
+    #[test]
+    fn the_public_url_defaults_to_the_first_allowed_origin() {
+        let cfg = load(serde_json::json!({
+            "allowed_origins": ["https://chat.example.com", "http://localhost:8080"],
+        }))
+        .unwrap();
+        assert_eq!(cfg.notify.public_url, "https://chat.example.com");
+        let cfg = load(serde_json::json!({"allowed_origins": []})).unwrap();
+        assert_eq!(cfg.notify.public_url, "http://127.0.0.1:8080");
+        let cfg =
+            load(serde_json::json!({"public_url": "https://mail.example.com/chat/"})).unwrap();
+        assert_eq!(cfg.notify.public_url, "https://mail.example.com/chat");
+    }
+
+    #[test]
+    fn a_public_url_that_is_no_web_address_stops_the_start() {
+        for bad in [
+            "javascript:alert(1)",
+            "chat.example.com",
+            "https://chat.example.com/?next=x",
+            "https://user:pw@chat.example.com",
+        ] {
+            let err = load(serde_json::json!({"public_url": bad})).unwrap_err();
+            assert!(err.to_string().contains("public_url"), "{bad}: {err}");
+        }
+    }
+}

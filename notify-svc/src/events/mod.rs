@@ -78,13 +78,7 @@ impl Handler for NotifyHandler {
                 // Both come from the client: the device is named from the
                 // parser's vocabulary, the address only if it is one.
                 let device = device::describe(e.user_agent.as_deref());
-                let address =
-                    e.ip.as_deref()
-                        .and_then(|ip| ip.parse::<IpAddr>().ok())
-                        .map_or_else(
-                            || "an unknown address".to_owned(),
-                            |ip| format!("address {ip}"),
-                        );
+                let address = client_address(e.ip.as_deref());
                 let detail = format!(
                     "Your account was signed in from a new device: {device}, from {address}."
                 );
@@ -102,9 +96,32 @@ impl Handler for NotifyHandler {
     }
 }
 
+/// "address 203.0.113.9", or "an unknown address" for anything that is not
+/// an IP address.
+fn client_address(ip: Option<&str>) -> String {
+    match ip.and_then(|ip| ip.parse::<IpAddr>().ok()) {
+        Some(ip) => format!("address {ip}"),
+        None => "an unknown address".to_owned(),
+    }
+}
+
 async fn user(n: &Notifier, user: UserDoc) -> Result<(), HandlerError> {
     n.replica
         .upsert_user(&user)
         .await
         .map_err(|e| HandlerError::Transient(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_address;
+
+    #[test]
+    fn only_ip_addresses_are_quoted() {
+        assert_eq!(client_address(Some("203.0.113.9")), "address 203.0.113.9");
+        assert_eq!(client_address(Some("2001:db8::1")), "address 2001:db8::1");
+        for bad in [None, Some("evil.example"), Some("<b>1.2.3.4</b>"), Some("")] {
+            assert_eq!(client_address(bad), "an unknown address");
+        }
+    }
 }
