@@ -55,8 +55,9 @@ pub async fn list_chats(
         .body(body.get().to_owned()))
 }
 
-/// `POST /api/chat`: the 1:1 chat with a user (200 existing, 201 new).
-#[utoipa::path(post, path = "/api/chat", tag = "chats", request_body = DirectBody, responses((status = 201, body = ChatView), (status = 401, body = Problem), (status = 200, body = ChatView), (status = 422, body = Problem)), security(("bearer" = [])))]
+/// `POST /api/chat`: the 1:1 chat with a user (200 existing, 201 new; 403
+/// when that user blocked the caller).
+#[utoipa::path(post, path = "/api/chat", tag = "chats", request_body = DirectBody, responses((status = 201, body = ChatView), (status = 401, body = Problem), (status = 200, body = ChatView), (status = 403, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn open_direct(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -74,8 +75,9 @@ pub async fn open_direct(
     })
 }
 
-/// `POST /api/chat/group`: the creator is a member and admin.
-#[utoipa::path(post, path = "/api/chat/group", tag = "chats", request_body = GroupBody, responses((status = 201, body = ChatView), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+/// `POST /api/chat/group`: the creator is a member and admin. 403 when a
+/// member blocked the caller or does not take group additions from them.
+#[utoipa::path(post, path = "/api/chat/group", tag = "chats", request_body = GroupBody, responses((status = 201, body = ChatView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn create_group(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -118,7 +120,7 @@ pub async fn rename_chat(
 }
 
 /// `POST /api/chat/{id}/members` (admins only).
-#[utoipa::path(post, path = "/api/chat/{id}/members", tag = "chats", params(("id" = String, Path, description = "chat id")), request_body = MemberBody, responses((status = 200, body = ChatView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/chat/{id}/members", tag = "chats", params(("id" = String, Path, description = "chat id")), request_body = MemberBody, responses((status = 200, body = ChatView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn add_member(
     state: web::Data<AppState>,
     rid: RequestId,

@@ -70,7 +70,7 @@ pub async fn list_messages(
 }
 
 /// `POST /api/chat/{id}/messages`: 201 new, 200 for a repeated `clientMsgId`.
-#[utoipa::path(post, path = "/api/chat/{id}/messages", tag = "messages", params(("id" = String, Path, description = "chat id")), request_body = SendBody, responses((status = 201, body = MessageView), (status = 401, body = Problem), (status = 200, body = MessageView), (status = 404, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/chat/{id}/messages", tag = "messages", params(("id" = String, Path, description = "chat id")), request_body = SendBody, responses((status = 201, body = MessageView), (status = 401, body = Problem), (status = 200, body = MessageView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn send_message(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -96,7 +96,7 @@ pub async fn send_message(
 }
 
 /// `PATCH /api/chat/{id}/messages/{messageId}` (sender only).
-#[utoipa::path(patch, path = "/api/chat/{id}/messages/{messageId}", tag = "messages", params(("id" = String, Path, description = "chat id"), ("messageId" = String, Path)), request_body = EditBody, responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/chat/{id}/messages/{messageId}", tag = "messages", params(("id" = String, Path, description = "chat id"), ("messageId" = String, Path)), request_body = EditBody, responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn edit_message(
     state: web::Data<AppState>,
     rid: RequestId,
@@ -120,7 +120,7 @@ pub async fn edit_message(
 }
 
 /// `DELETE /api/chat/{id}/messages/{messageId}` (sender or admin).
-#[utoipa::path(delete, path = "/api/chat/{id}/messages/{messageId}", tag = "messages", params(("id" = String, Path, description = "chat id"), ("messageId" = String, Path)), responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/chat/{id}/messages/{messageId}", tag = "messages", params(("id" = String, Path, description = "chat id"), ("messageId" = String, Path)), responses((status = 200, body = MessageView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem)), security(("bearer" = [])))]
 pub async fn delete_message(
     state: web::Data<AppState>,
     rid: RequestId,

@@ -109,7 +109,9 @@ impl Blocks {
 
     pub async fn unblock(&self, blocker: &str, blocked: &str) -> Result<(), mongodb::error::Error> {
         self.blocks
-            .delete_one(doc! { "_id": pair_id(blocker, blocked) })
+            // The blocker named too: an `_id` alone could be forged from
+            // ids containing the separator.
+            .delete_one(doc! { "_id": pair_id(blocker, blocked), "blockerId": blocker })
             .await
             .map(|_| ())
     }
@@ -139,7 +141,7 @@ impl Blocks {
         let ids: Vec<String> = blockers.iter().map(|b| pair_id(b, target)).collect();
         let docs: Vec<BlockDoc> = self
             .blocks
-            .find(doc! { "_id": { "$in": ids } })
+            .find(doc! { "_id": { "$in": ids }, "blockedId": target })
             .await?
             .try_collect()
             .await?;
@@ -154,7 +156,10 @@ impl Blocks {
     ) -> Result<Vec<String>, mongodb::error::Error> {
         let docs: Vec<BlockDoc> = self
             .blocks
-            .find(doc! { "_id": { "$in": [pair_id(a, b), pair_id(b, a)] } })
+            .find(doc! {
+                "_id": { "$in": [pair_id(a, b), pair_id(b, a)] },
+                "blockerId": { "$in": [a, b] },
+            })
             .await?
             .try_collect()
             .await?;
@@ -168,7 +173,7 @@ impl Blocks {
     ) -> Result<bool, mongodb::error::Error> {
         Ok(self
             .blocks
-            .find_one(doc! { "_id": pair_id(blocker, blocked) })
+            .find_one(doc! { "_id": pair_id(blocker, blocked), "blockerId": blocker })
             .await?
             .is_some())
     }
