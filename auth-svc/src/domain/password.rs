@@ -50,6 +50,12 @@ impl HashKey {
     pub fn login(login_norm: &str) -> Self {
         Self(format!("login:{login_norm}"))
     }
+
+    /// A known device of an account (by its token's hash): its own places,
+    /// so a stranger's flood against the account cannot take them.
+    pub fn device(token_hash: &str) -> Self {
+        Self(format!("device:{token_hash}"))
+    }
 }
 
 /// Counts hashes in flight per key; a [`KeySlot`] gives its place back on drop.

@@ -258,7 +258,7 @@ pub async fn login(
         _ => None,
     };
     let (limit_key, hash_key) = match (&user, &device) {
-        (Some(u), Some(d)) => (format!("{}:{}", u.id, d.hash), HashKey::user(&u.id)),
+        (Some(u), Some(d)) => (format!("{}:{}", u.id, d.hash), HashKey::device(&d.hash)),
         (Some(u), None) => (account_key(&u.id), HashKey::user(&u.id)),
         (None, _) => (unknown_login_key(&login), HashKey::login(&login)),
     };

@@ -139,3 +139,21 @@ async fn the_mfa_login_hands_out_or_keeps_the_device_token() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["deviceToken"], eve.device.as_str());
 }
+
+#[tokio::test]
+async fn a_strangers_burst_does_not_refuse_the_owners_device_login_meanwhile() {
+    let app = spawn_app().await;
+    let fay = app.register("fay").await;
+    let burst = join_all((0..40).map(|_| app.login("fay", "a stranger's guess")));
+    let owner = async {
+        // Let the burst reach the hasher first.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        login_on(&app, "fay", &fay.password, &fay.device).await
+    };
+    let (_, owner) = tokio::join!(burst, owner);
+    assert_eq!(
+        owner.status(),
+        200,
+        "the device has its own places and limit"
+    );
+}
