@@ -345,7 +345,9 @@ async fn a_socket_that_stops_reading_is_closed_within_30_s_and_a_reader_gets_eve
     let stopped = Instant::now();
     let gauge = |text: String| {
         text.lines()
-            .find(|l| l.starts_with("websocket_connections ") || l.starts_with("websocket_connections{"))
+            .find(|l| {
+                l.starts_with("websocket_connections ") || l.starts_with("websocket_connections{")
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap_or(-1.0)
     };
@@ -435,4 +437,24 @@ async fn a_socket_that_stops_reading_is_closed_within_30_s_and_a_reader_gets_eve
         last.is_none_or(|n| n + 1 < sent),
         "the stalled socket got every frame ({last:?} of {sent})"
     );
+}
+
+#[tokio::test]
+async fn without_redis_an_instance_still_allows_16_sockets_per_user() {
+    let chat = spawn(1).await;
+    let max = chat.user("max").await;
+    // A second instance whose Redis is unreachable (nothing listens on
+    // port 1): the count falls back to its own sockets, never to no limit.
+    let process = chat
+        .process(json!({"redis_url": "redis://127.0.0.1:1"}))
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(chat.socket_at(&process.address, &max).await);
+    }
+    let (status, _, _) = refused_upgrade(&process.address, &max).await;
+    assert_eq!(status, 429);
+    for socket in &mut held {
+        round_trip(socket).await;
+    }
 }
