@@ -34,7 +34,8 @@ return 1
 pub enum Admission {
     /// Counted in Redis; give it back with [`SocketSlots::release`].
     Counted,
-    /// Redis did not answer: only the instance's own count applies.
+    /// Redis did not answer: only the instance's own count applies (the
+    /// heartbeat counts the socket in Redis once it answers again).
     LocalOnly,
     /// The user already has [`MAX_SOCKETS_PER_USER`] open sockets.
     Full,

@@ -78,19 +78,16 @@ mod close_code {
 use close_code::*;
 
 /// A socket's place in its user's socket count; given back when dropped,
-/// however the connection ends.
+/// however the connection ends. Also when it was admitted while Redis was
+/// down: the heartbeat has counted it there since.
 struct Slot {
     presence: PresenceTracker,
     user: String,
     id: u64,
-    counted_in_redis: bool,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if !self.counted_in_redis {
-            return;
-        }
         let (presence, user, id) = (self.presence.clone(), self.user.clone(), self.id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { presence.release_slot(&user, id).await });
@@ -104,17 +101,15 @@ impl Realtime {
     /// only while Redis does not answer).
     async fn admit(&self, user: &str) -> Option<Slot> {
         let id = self.hub.next_id();
-        let counted_in_redis = match self.presence.slots().take(user, id).await {
+        match self.presence.slots().take(user, id).await {
             Admission::Full => return None,
-            Admission::Counted => true,
             Admission::LocalOnly if self.hub.count(user) >= MAX_SOCKETS_PER_USER => return None,
-            Admission::LocalOnly => false,
-        };
+            Admission::Counted | Admission::LocalOnly => {}
+        }
         Some(Slot {
             presence: self.presence.clone(),
             user: user.to_owned(),
             id,
-            counted_in_redis,
         })
     }
 }
@@ -218,9 +213,8 @@ fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> String
     f.to_string()
 }
 
-/// The `code` of the `error` frame answering a refused frame. Exhaustive,
-/// so a refusal the domain adds (a block: `Forbidden`) has a code before it
-/// compiles.
+/// The `code` of the `error` frame answering a refused frame (a block is
+/// `Forbidden`: "forbidden"). Exhaustive, so a new variant needs a code.
 fn api_error_code(e: &ApiError) -> &'static str {
     match e {
         ApiError::NotFound => "not_found",
