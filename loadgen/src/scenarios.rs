@@ -591,7 +591,8 @@ pub async fn idle(c: &Common, sockets: usize) -> anyhow::Result<()> {
         anyhow::bail!("idle: no chat-svc pid (pass --pids)");
     };
     raise_open_files(sockets as u64 + 1024);
-    let users = register(&c.auth, 20).await?;
+    // chat-svc admits at most 16 sockets per user; 10 per user stays clear of it.
+    let users = register(&c.auth, sockets.div_ceil(10).max(20)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib(pid).unwrap_or(0);
     let mut open = Vec::with_capacity(sockets);

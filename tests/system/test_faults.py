@@ -271,7 +271,7 @@ def test_redis_stopped_everything_still_correct_and_secure(stack: Stack, trio):
     victim = register(stack)
     second = Client(stack.gateway).post("/api/auth/login", json={"login": victim.username, "password": PASSWORD}).json()
     totp_user = register(stack)
-    secret = totp_user.client().post("/api/auth/mfa/totp/setup").json()["secret"]
+    secret = totp_user.client().post("/api/auth/mfa/totp/setup", json={"password": PASSWORD}).json()["secret"]
     stack.kill("redis", signal.SIGKILL)
     try:
         for base in (stack.auth, stack.chat, stack.notify):
@@ -297,7 +297,7 @@ def test_redis_stopped_everything_still_correct_and_secure(stack: Stack, trio):
         assert statuses[-1] == 429, statuses
         # A TOTP code is still accepted once only.
         code = pyotp.TOTP(secret).now()
-        assert totp_user.client().post("/api/auth/mfa/totp/enable", json={"code": code}).status_code == 200
+        assert totp_user.client().post("/api/auth/mfa/totp/enable", json={"code": code, "password": PASSWORD}).status_code == 200
         first = Client(stack.gateway).post("/api/auth/login", json={"login": totp_user.username, "password": PASSWORD}).json()
         again = Client(stack.gateway).post("/api/auth/login/mfa", json={"mfaToken": first["mfaToken"], "code": code})
         assert again.status_code == 401, "a TOTP code was accepted twice"
@@ -407,7 +407,9 @@ def test_sigterm_during_load_finishes_in_flight_work(stack: Stack, trio):
     print(f"\n[chat-svc SIGTERM] {len(accepted)} posts accepted, refused while down: {dict(refused)}")
     listener.resume()
     expect_clean(stack, "chat-svc SIGTERM", accepted, listener, bob, carol)
-    # notify-svc mid-work: nothing acked is lost.
+    # notify-svc mid-work: nothing acked is lost. The burst above used up
+    # alice's 30 sends per 10 s; wait for a fresh window.
+    time.sleep(10)
     ids = post_all(c, chat_id, 10, "before notify-svc stops")
     stack.kill("notify-svc", signal.SIGTERM, wait=40)
     stack.up()

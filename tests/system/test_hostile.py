@@ -44,7 +44,7 @@ def json_endpoints(world: dict):
     yield "auth", "POST", "/api/auth/refresh", {"refreshToken": "x"}
     yield "auth", "POST", "/api/auth/password", {"currentPassword": PASSWORD, "newPassword": PASSWORD + "x"}
     yield "auth", "PATCH", "/api/users/me", {"displayName": "A", "avatarUrl": "https://example.test/a.png", "bio": "b"}
-    yield "auth", "POST", "/api/auth/mfa/totp/enable", {"code": "123456"}
+    yield "auth", "POST", "/api/auth/mfa/totp/enable", {"code": "123456", "password": PASSWORD}
     yield "auth", "POST", "/api/auth/mfa/disable", {"password": PASSWORD, "code": "123456"}
     yield "auth", "POST", "/api/auth/mfa/recovery-codes", {"password": PASSWORD, "code": "123456"}
     yield "chat", "POST", "/api/chat", {"userId": bob}
@@ -198,8 +198,8 @@ def forged_tokens(stack: Stack, world: dict) -> dict[str, str]:
 def mfa_login_token(stack: Stack) -> str:
     user = register(stack)
     c = user.client()
-    secret = c.post("/api/auth/mfa/totp/setup").json()["secret"]
-    assert c.post("/api/auth/mfa/totp/enable", json={"code": pyotp.TOTP(secret).now()}).status_code == 200
+    secret = c.post("/api/auth/mfa/totp/setup", json={"password": PASSWORD}).json()["secret"]
+    assert c.post("/api/auth/mfa/totp/enable", json={"code": pyotp.TOTP(secret).now(), "password": PASSWORD}).status_code == 200
     r = Client(stack.gateway).post("/api/auth/login", json={"login": user.username, "password": PASSWORD})
     assert r.json()["mfaRequired"] is True
     return r.json()["mfaToken"]

@@ -23,11 +23,11 @@ def test_no_secret_reaches_any_log(stack: Stack):
 
     c = alice.client()
     assert Client(stack.gateway).post("/api/auth/login", json={"login": alice.username, "password": wrong}).status_code == 401
-    setup = c.post("/api/auth/mfa/totp/setup").json()
+    setup = c.post("/api/auth/mfa/totp/setup", json={"password": password}).json()
     totp = pyotp.TOTP(setup["secret"])
     secrets["totp secret"] = setup["secret"]
     code = totp.now()
-    enabled = c.post("/api/auth/mfa/totp/enable", json={"code": code})
+    enabled = c.post("/api/auth/mfa/totp/enable", json={"code": code, "password": password})
     assert enabled.status_code == 200, enabled.text
     codes = enabled.json()["recoveryCodes"]
     secrets |= {f"recovery code {i}": rc for i, rc in enumerate(codes)}
