@@ -1,5 +1,5 @@
-//! The failure limiter against a real Redis: the window starts with the first
-//! failure, the limit holds across instances sharing Redis, and a key's
+//! The attempt limiter against a real Redis: the window starts with the first
+//! attempt, the limit holds across instances sharing Redis, and a key's
 //! window ends with its expiry.
 #![expect(clippy::unwrap_used, reason = "a panic is the assertion in tests")]
 
@@ -20,26 +20,25 @@ fn prefix() -> String {
 }
 
 #[tokio::test]
-async fn the_limit_holds_across_instances_and_the_window_starts_with_the_first_failure() {
+async fn the_limit_holds_across_instances_and_the_window_starts_with_the_first_attempt() {
     let pool = pool();
     let prefix = prefix();
     let one = FailureLimiter::new(pool.clone(), &prefix, "send", 3, Duration::from_secs(60));
     let other = FailureLimiter::new(pool.clone(), &prefix, "send", 3, Duration::from_secs(60));
 
-    assert_eq!(one.blocked("alice").await, None);
-    one.record("alice").await;
-    other.record("alice").await;
-    assert_eq!(one.blocked("alice").await, None, "two of three used");
-    other.record("alice").await;
+    let _a = one.acquire("alice").await.unwrap();
+    let _b = other.acquire("alice").await.unwrap();
+    let _c = other.acquire("alice").await.unwrap();
 
     // A fresh instance (no local count) sees the shared count and the
     // seconds left in the window.
     let fresh = FailureLimiter::new(pool.clone(), &prefix, "send", 3, Duration::from_secs(60));
-    let wait = fresh.blocked("alice").await.unwrap();
+    let wait = fresh.acquire("alice").await.err().unwrap().retry_after_secs;
     assert!((55..=60).contains(&wait), "{wait} s left");
-    assert_eq!(fresh.blocked("bob").await, None, "other keys are untouched");
+    assert!(fresh.acquire("bob").await.is_ok(), "other keys are untouched");
 
-    // The expiry was set once, by the first failure: later ones keep it.
+    // The expiry was set once, by the first attempt; a refused one did not
+    // stay counted.
     let mut conn = pool.get().await.unwrap();
     let key = format!("{prefix}fail:send:alice");
     let (count, ttl): (u32, i64) = redis::pipe()
@@ -50,11 +49,6 @@ async fn the_limit_holds_across_instances_and_the_window_starts_with_the_first_f
         .unwrap();
     assert_eq!(count, 3);
     assert!((55..=60).contains(&ttl), "ttl {ttl}");
-    let _: () = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -62,12 +56,11 @@ async fn the_window_ends_with_its_expiry() {
     let pool = pool();
     let prefix = prefix();
     let limiter = FailureLimiter::new(pool.clone(), &prefix, "login", 1, Duration::from_secs(1));
-    limiter.record("carol").await;
-    assert_eq!(limiter.blocked("carol").await, Some(1));
+    let _kept = limiter.acquire("carol").await.unwrap();
+    assert_eq!(limiter.acquire("carol").await.err().unwrap().retry_after_secs, 1);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(limiter.blocked("carol").await, None);
-    limiter.record("carol").await;
-    assert_eq!(limiter.blocked("carol").await, Some(1), "a new window");
+    let _again = limiter.acquire("carol").await.unwrap();
+    assert!(limiter.acquire("carol").await.is_err(), "a new window");
 }
 
 #[tokio::test]
