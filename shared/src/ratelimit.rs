@@ -114,7 +114,10 @@ impl FailureLimiter {
                 .await
                 .ok()
         };
-        let remote = tokio::time::timeout(REDIS_DEADLINE, remote).await.ok().flatten();
+        let remote = tokio::time::timeout(REDIS_DEADLINE, remote)
+            .await
+            .ok()
+            .flatten();
         if remote.is_none() {
             tracing::warn!(limiter = %self.prefix, "Redis unavailable; attempt counted on this instance only");
         }

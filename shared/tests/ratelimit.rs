@@ -35,7 +35,10 @@ async fn the_limit_holds_across_instances_and_the_window_starts_with_the_first_a
     let fresh = FailureLimiter::new(pool.clone(), &prefix, "send", 3, Duration::from_secs(60));
     let wait = fresh.acquire("alice").await.err().unwrap().retry_after_secs;
     assert!((55..=60).contains(&wait), "{wait} s left");
-    assert!(fresh.acquire("bob").await.is_ok(), "other keys are untouched");
+    assert!(
+        fresh.acquire("bob").await.is_ok(),
+        "other keys are untouched"
+    );
 
     // The expiry was set once, by the first attempt; a refused one did not
     // stay counted.
@@ -57,7 +60,15 @@ async fn the_window_ends_with_its_expiry() {
     let prefix = prefix();
     let limiter = FailureLimiter::new(pool.clone(), &prefix, "login", 1, Duration::from_secs(1));
     let _kept = limiter.acquire("carol").await.unwrap();
-    assert_eq!(limiter.acquire("carol").await.err().unwrap().retry_after_secs, 1);
+    assert_eq!(
+        limiter
+            .acquire("carol")
+            .await
+            .err()
+            .unwrap()
+            .retry_after_secs,
+        1
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let _again = limiter.acquire("carol").await.unwrap();
     assert!(limiter.acquire("carol").await.is_err(), "a new window");
@@ -71,7 +82,11 @@ async fn concurrent_attempts_get_no_more_than_the_allowance() {
     let one = FailureLimiter::new(pool.clone(), &prefix, "pw", 10, Duration::from_secs(60));
     let other = FailureLimiter::new(pool.clone(), &prefix, "pw", 10, Duration::from_secs(60));
     let tries = (0..40).map(|i| {
-        let limiter = if i % 2 == 0 { one.clone() } else { other.clone() };
+        let limiter = if i % 2 == 0 {
+            one.clone()
+        } else {
+            other.clone()
+        };
         async move { limiter.acquire("alice").await.is_ok() }
     });
     let granted = futures_util::future::join_all(tries).await;
@@ -90,7 +105,10 @@ async fn a_refunded_attempt_is_given_back_and_reset_clears_the_key() {
     let _kept2 = limiter.acquire("bob").await.unwrap();
     assert!(limiter.acquire("bob").await.is_err(), "two kept of two");
     limiter.reset("bob").await;
-    assert!(limiter.acquire("bob").await.is_ok(), "reset gives a fresh window");
+    assert!(
+        limiter.acquire("bob").await.is_ok(),
+        "reset gives a fresh window"
+    );
 }
 
 #[tokio::test]

@@ -107,7 +107,10 @@ pub struct EmailVerificationRequested {
     /// When the token stops working (RFC 3339).
     pub expires_at: String,
 }
-auth_event!(EmailVerificationRequested, "auth.email.verification_requested");
+auth_event!(
+    EmailVerificationRequested,
+    "auth.email.verification_requested"
+);
 
 impl std::fmt::Debug for EmailVerificationRequested {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
