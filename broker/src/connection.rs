@@ -71,14 +71,19 @@ impl Broker {
         let mut guard = self.0.connection.lock().await;
         if let Some(conn) = guard.as_ref() {
             if conn.status().connected() {
-                match conn.create_channel().await {
-                    Ok(ch) => return Ok(ch),
-                    Err(e) => tracing::warn!(error = %e, "channel creation failed; reconnecting"),
+                match tokio::time::timeout(CONNECT_TIMEOUT, conn.create_channel()).await {
+                    Ok(Ok(ch)) => return Ok(ch),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "channel creation failed; reconnecting")
+                    }
+                    Err(_) => tracing::warn!("channel creation timed out; reconnecting"),
                 }
             }
         }
         let conn = self.connect().await?;
-        let channel = conn.create_channel().await?;
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, conn.create_channel())
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
         *guard = Some(conn);
         Ok(channel)
     }
@@ -97,18 +102,22 @@ impl Broker {
         Ok(ch)
     }
 
+    /// Connects and declares the topology, all under one deadline: a broker
+    /// that accepts TCP while it boots can leave a handshake or a queue
+    /// declaration unanswered, and the caller holds the connection lock.
     async fn connect(&self) -> Result<Connection, ConnectError> {
         self.0.connected.store(false, Ordering::Relaxed);
+        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_and_declare())
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+    }
+
+    async fn connect_and_declare(&self) -> Result<Connection, ConnectError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(self.0.name.clone().into())
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current());
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&self.0.url, properties),
-        )
-        .await
-        .map_err(|_| ConnectError::Timeout)??;
+        let conn = Connection::connect(&self.0.url, properties).await?;
         let flag = self.0.connected.clone();
         let mut events = conn.events_listener();
         tokio::spawn(async move {

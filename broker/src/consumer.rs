@@ -28,6 +28,8 @@ use crate::publisher::Publisher;
 use crate::topology::{QueueSpec, Topology};
 
 const RETRY_HEADER: &str = "x-retry-count";
+/// Declaring a queue and subscribing, on a channel that may need a new connection.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 const ERROR_HEADER: &str = "x-last-error";
 
 /// A named, bounded list of delays between attempts.
@@ -214,6 +216,32 @@ impl<H: Handler> Consumer<H> {
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        // A broker that is still booting may leave a declaration unanswered:
+        // give up and reconnect rather than wait for it forever.
+        let (channel, queue, mut deliveries) =
+            tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.subscribe())
+                .await
+                .map_err(|_| anyhow::anyhow!("subscribing timed out"))??;
+        tracing::info!(queue = %queue, prefetch = self.prefetch, "consuming");
+        self.handler.subscribed();
+        loop {
+            let next = tokio::select! {
+                d = deliveries.next() => d,
+                _ = shutdown.cancelled() => {
+                    let _ = channel.close(200, "shutdown").await;
+                    return Ok(());
+                }
+            };
+            match next {
+                None => anyhow::bail!("delivery stream ended"),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(delivery)) => self.process(&queue, delivery).await?,
+            }
+        }
+    }
+
+    /// A channel with the queue declared and a consumer on it.
+    async fn subscribe(&self) -> anyhow::Result<(lapin::Channel, String, lapin::Consumer)> {
         let channel = self.broker.channel().await?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
@@ -233,7 +261,7 @@ impl<H: Handler> Consumer<H> {
                 topology.declare_fanout_queue(&channel, instance_id).await?
             }
         };
-        let mut deliveries = channel
+        let deliveries = channel
             .basic_consume(
                 &queue,
                 &self.tag,
@@ -241,29 +269,16 @@ impl<H: Handler> Consumer<H> {
                 FieldTable::default(),
             )
             .await?;
-        tracing::info!(queue = %queue, prefetch = self.prefetch, "consuming");
-        self.handler.subscribed();
-        loop {
-            let next = tokio::select! {
-                d = deliveries.next() => d,
-                _ = shutdown.cancelled() => {
-                    let _ = channel.close(200, "shutdown").await;
-                    return Ok(());
-                }
-            };
-            match next {
-                None => anyhow::bail!("delivery stream ended"),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(delivery)) => self.process(&queue, delivery).await?,
-            }
-        }
+        Ok((channel, queue, deliveries))
     }
 
     /// Handles one delivery and settles it. An error means the channel is
     /// gone (the delivery will come back).
     async fn process(&self, queue: &str, delivery: Delivery) -> anyhow::Result<()> {
         let outcome = match events::decode(&delivery.data) {
-            Err(e) => Err(Failure::Retry(format!("undecodable: {e}"))),
+            // No retry can make it decodable, nor teach this consumer a type
+            // or version it does not know: straight to the dead queue.
+            Err(e) => Err(Failure::Dead(format!("undecodable: {e}"))),
             Ok(envelope) => self.apply(queue, &envelope).await,
         };
         let live = matches!(self.source, Source::Fanout { .. });
@@ -295,7 +310,10 @@ impl<H: Handler> Consumer<H> {
                         (Topology::dead_queue(queue), reason, "dead_lettered")
                     }
                 };
-                let props = with_retry_headers(&delivery.properties, attempt + 1, &reason);
+                let mut props = with_retry_headers(&delivery.properties, attempt + 1, &reason);
+                if label == "retried" {
+                    props = with_jittered_delay(props, self.schedule.delays[attempt as usize]);
+                }
                 if let Err(e) = self
                     .publisher
                     .send_to_queue(&target, &delivery.data, props)
@@ -372,6 +390,16 @@ fn retry_count(props: &BasicProperties) -> u32 {
         Some(AMQPValue::LongUInt(n)) => n,
         _ => 0,
     }
+}
+
+/// Waits 80-100% of the step's delay (the retry queue's TTL is the upper
+/// bound), so that deliveries that failed together do not all come back
+/// in the same instant.
+fn with_jittered_delay(props: BasicProperties, delay: Duration) -> BasicProperties {
+    use rand::Rng;
+    let max = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    let ms = rand::thread_rng().gen_range(max - max / 5..=max);
+    props.with_expiration(ShortString::from(ms.to_string()))
 }
 
 fn with_retry_headers(props: &BasicProperties, attempt: u32, reason: &str) -> BasicProperties {

@@ -126,10 +126,17 @@ pub struct Recorder {
     pub seen: Arc<Mutex<Vec<DecodedEnvelope>>>,
     pub hang: bool,
     pub effects: Option<Database>,
+    /// A `auth.session.revoked` for this session fails (transiently) every time.
+    pub fail_session: Option<String>,
 }
 
 impl Handler for Recorder {
     async fn handle(&self, event: &DecodedEnvelope) -> Result<(), HandlerError> {
+        if let broker::Event::SessionRevoked(e) = &event.data {
+            if self.fail_session.as_deref() == Some(e.session_id.as_str()) {
+                return Err(HandlerError::Transient(anyhow::anyhow!("told to fail")));
+            }
+        }
         if let Some(db) = &self.effects {
             // The idempotent effect: one document per event id.
             let coll = db.collection::<mongodb::bson::Document>("effects");

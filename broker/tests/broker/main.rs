@@ -120,12 +120,14 @@ async fn an_unroutable_publish_is_reported_as_an_error() {
 }
 
 #[tokio::test]
-async fn an_undecodable_message_is_dead_lettered_after_the_retry_schedule_and_the_consumer_goes_on()
-{
+async fn poison_is_dead_lettered_at_once_and_a_failing_handler_gets_the_retry_schedule() {
     let env = TestEnv::new().await;
     let broker = env.broker();
     let publisher = env.publisher(&broker);
-    let recorder = Recorder::default();
+    let recorder = Recorder {
+        fail_session: Some("s-fails".into()),
+        ..Recorder::default()
+    };
     let shutdown = CancellationToken::new();
     let consumer = Consumer::new(
         broker.clone(),
@@ -140,23 +142,33 @@ async fn an_undecodable_message_is_dead_lettered_after_the_retry_schedule_and_th
     broker.channel().await.unwrap();
     let queue = broker.topology().queue(&CHAT_SVC_USERS);
 
-    // A poison message, then a good one behind it.
-    let props = broker::publisher::properties("poison-1", "user.registered", None);
+    // Two poison messages (not an envelope; a type nobody knows), one event
+    // whose handler always fails, then a good one behind them.
     eventually_declared(&broker, &queue).await;
-    publisher
-        .send_to_queue(&queue, b"{not an envelope", props)
-        .await
-        .expect("poison sent");
-    let good = Envelope::new(
-        "auth-svc",
-        None,
-        SessionRevoked {
-            user_id: "u9".into(),
-            session_id: "s9".into(),
-            reason: "logout".into(),
-        },
-    );
-    publisher.publish(&good).await.unwrap();
+    let poison: [&[u8]; 2] = [
+        b"{not an envelope",
+        br#"{"id":"00000000-0000-0000-0000-000000000001","type":"user.teleported","version":1,"occurredAt":"2026-01-01T00:00:00Z","producer":"x","data":{}}"#,
+    ];
+    for (n, body) in poison.iter().enumerate() {
+        let props = broker::publisher::properties(&format!("poison-{n}"), "user.registered", None);
+        publisher
+            .send_to_queue(&queue, body, props)
+            .await
+            .expect("poison sent");
+    }
+    let revoked = |session: &str| {
+        Envelope::new(
+            "auth-svc",
+            None,
+            SessionRevoked {
+                user_id: "u9".into(),
+                session_id: session.into(),
+                reason: "logout".into(),
+            },
+        )
+    };
+    publisher.publish(&revoked("s-fails")).await.unwrap();
+    publisher.publish(&revoked("s-good")).await.unwrap();
 
     eventually("the good event is handled", Duration::from_secs(10), || {
         recorder.count() == 1
@@ -164,30 +176,51 @@ async fn an_undecodable_message_is_dead_lettered_after_the_retry_schedule_and_th
     .await;
     let dead_queue = Topology::dead_queue(&queue);
     let mut dead = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while dead.is_empty() && tokio::time::Instant::now() < deadline {
-        dead = env.drain(&broker, &dead_queue).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while dead.len() < 3 && tokio::time::Instant::now() < deadline {
+        dead.extend(env.drain(&broker, &dead_queue).await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
         dead.len(),
-        1,
-        "the poison message is parked in {dead_queue}"
+        3,
+        "two poison messages and the failing event parked in {dead_queue}"
     );
-    assert_eq!(dead[0].delivery.data, b"{not an envelope");
-    let headers = dead[0].delivery.properties.headers().clone().unwrap();
-    let attempts = headers.inner().get("x-retry-count").cloned();
+    let header = |d: &lapin::message::BasicGetMessage, name: &str| {
+        d.delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap()
+            .inner()
+            .get(name)
+            .cloned()
+    };
+    for d in &dead[..2] {
+        assert!(poison.contains(&d.delivery.data.as_slice()));
+        assert_eq!(
+            header(d, "x-retry-count"),
+            Some(AMQPValue::LongLongInt(1)),
+            "no retry for poison"
+        );
+        let Some(AMQPValue::LongString(reason)) = header(d, "x-last-error") else {
+            panic!("the reason is in a header");
+        };
+        assert!(reason.to_string().contains("undecodable"), "{reason}");
+    }
     assert_eq!(
-        attempts,
+        header(&dead[2], "x-retry-count"),
         Some(AMQPValue::LongLongInt(4)),
-        "1 try + 3 retries of the fast schedule"
+        "the failing event: 1 try + 3 retries of the fast schedule"
     );
-    let retried = env
-        .metrics
-        .events_consumed
-        .with_label_values(&[&queue, "retried"])
-        .get();
-    assert_eq!(retried, 3);
+    let count = |label: &str| {
+        env.metrics
+            .events_consumed
+            .with_label_values(&[&queue, label])
+            .get()
+    };
+    assert_eq!(count("retried"), 3, "only the handler failure was retried");
+    assert_eq!(count("dead_lettered"), 3);
 
     shutdown.cancel();
     task.await.unwrap();
