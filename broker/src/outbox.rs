@@ -10,16 +10,26 @@
 //!   down, process killed between commit and publish) is published by the one
 //!   relay holding the lease, in `seq` order, with retries until it goes.
 //!
+//! Atomic with the write: [`Outbox::enqueue`] is a second write, so a crash
+//! between the state change and it loses the event. Where that matters (the
+//! message a user sent), the event travels inside the changed document
+//! instead: [`Outbox::stage`] builds the record, the caller's one write
+//! stores it in the document's `outbox` array (a single-document write is
+//! atomic on any MongoDB, standalone or replica set, and costs no extra
+//! round trip), and [`Outbox::committed`] hands it to the relay, which
+//! `$pull`s it once published. The sweep reads the collections registered
+//! with [`Outbox::embed_in`] as well as `outbox`.
+//!
 //! Order: per aggregate, records are published in `seq` order. `seq` is the
 //! aggregate's own version when the caller has one, else a per-process
 //! monotonic clock. Delivery is at least once; consumers deduplicate by id.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, DateTime};
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -55,6 +65,56 @@ struct OutboxRecord {
     created_at: DateTime,
 }
 
+/// Where a record waits until it is published.
+#[derive(Debug, Clone)]
+enum Home {
+    /// A document of its own in `outbox`.
+    Outbox,
+    /// An entry of the `outbox` array of document `doc_id` in `collection`.
+    Embedded { collection: String, doc_id: String },
+}
+
+/// A record on its way to the relay.
+#[derive(Debug, Clone)]
+struct Relayed {
+    record: OutboxRecord,
+    home: Home,
+}
+
+/// An event built for a write that stores it in the changed document; see
+/// the module docs.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    record: OutboxRecord,
+}
+
+impl Staged {
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The entry for the document's `outbox` array (`$push` it, or set
+    /// `outbox: [entry]` on insert).
+    pub fn entry(&self) -> Result<Document, OutboxError> {
+        Ok(mongodb::bson::to_document(&self.record)?)
+    }
+}
+
+/// A crash point for tests: when the environment variable `FAILPOINT`
+/// names `point`, the process aborts there (as a SIGKILL would stop it).
+/// Unset, this is one cached comparison.
+pub fn failpoint(point: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("FAILPOINT").ok().filter(|p| !p.is_empty()));
+    if armed.as_deref() == Some(point) {
+        tracing::error!(point, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
+
+/// The field of a document that carries its unpublished events.
+pub const EMBEDDED_FIELD: &str = "outbox";
+
 impl OutboxRecord {
     fn outgoing(&self) -> Option<Outgoing> {
         Some(Outgoing {
@@ -73,15 +133,20 @@ pub enum OutboxError {
     Encode(#[from] serde_json::Error),
     #[error("cannot store the event: {0}")]
     Store(#[from] mongodb::error::Error),
+    #[error("cannot encode the event for its document: {0}")]
+    Bson(#[from] mongodb::bson::ser::Error),
 }
 
 /// Writes events to the producer's database; cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
+    db: Database,
     records: Collection<OutboxRecord>,
     producer: Arc<str>,
-    fast_path: mpsc::Sender<OutboxRecord>,
+    fast_path: mpsc::Sender<Relayed>,
     clock: Arc<AtomicI64>,
+    /// Collections whose documents carry events (see the module docs).
+    embedded: Arc<RwLock<Vec<String>>>,
 }
 
 /// One event to enqueue, with its aggregate and optional version.
@@ -103,13 +168,18 @@ impl Outbox {
     ) -> (Self, OutboxRelay) {
         let (tx, rx) = mpsc::channel(4096);
         let records = db.collection::<OutboxRecord>("outbox");
+        let embedded = Arc::new(RwLock::new(Vec::new()));
         let outbox = Self {
+            db: db.clone(),
             records: records.clone(),
             producer: producer.into(),
             fast_path: tx,
             clock: Arc::new(AtomicI64::new(0)),
+            embedded: embedded.clone(),
         };
         let relay = OutboxRelay {
+            db: db.clone(),
+            embedded,
             records,
             leases: db.collection("outbox_lease"),
             publisher,
@@ -133,6 +203,46 @@ impl Outbox {
             )
             .await?;
         Ok(())
+    }
+
+    /// Registers `collection` as one whose documents carry events, so the
+    /// sweep reads it; call at start-up, before any write stages an event
+    /// into it. The collection needs [`carrier_index`].
+    pub fn embed_in(&self, collection: &str) {
+        let mut names = self.embedded.write().unwrap_or_else(|p| p.into_inner());
+        if !names.iter().any(|n| n == collection) {
+            names.push(collection.to_owned());
+        }
+    }
+
+    /// Builds the record of an event that the caller's own write will store
+    /// in a document of a collection registered with [`Self::embed_in`].
+    pub fn stage<E: EventPayload>(
+        &self,
+        aggregate: &str,
+        correlation_id: Option<&str>,
+        data: E,
+    ) -> Result<Staged, OutboxError> {
+        let pending = Pending {
+            aggregate: aggregate.to_owned(),
+            seq: None,
+            data,
+        };
+        Ok(Staged {
+            record: self.record(correlation_id, pending)?,
+        })
+    }
+
+    /// The write that stored `staged` in document `doc_id` of `collection`
+    /// is done: relay it now (or, if this process dies first, the sweep does).
+    pub fn committed(&self, staged: Staged, collection: &str, doc_id: &str) {
+        self.hand_over(Relayed {
+            record: staged.record,
+            home: Home::Embedded {
+                collection: collection.to_owned(),
+                doc_id: doc_id.to_owned(),
+            },
+        });
     }
 
     fn next_seq(&self) -> i64 {
@@ -179,7 +289,10 @@ impl Outbox {
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
         fresh_insert(self.records.insert_one(&record).await)?;
-        self.hand_over(record);
+        self.hand_over(Relayed {
+            record,
+            home: Home::Outbox,
+        });
         Ok(id)
     }
 
@@ -192,28 +305,68 @@ impl Outbox {
         let record = self.record(correlation_id, pending)?;
         let id = Uuid::parse_str(&record.id).unwrap_or_default();
         fresh_insert(self.records.insert_one(&record).await)?;
-        self.hand_over(record);
+        self.hand_over(Relayed {
+            record,
+            home: Home::Outbox,
+        });
         Ok(id)
     }
 
-    fn hand_over(&self, record: OutboxRecord) {
+    fn hand_over(&self, relayed: Relayed) {
         // A full or closed channel only delays the event until the sweep.
-        let _ = self.fast_path.try_send(record);
+        let _ = self.fast_path.try_send(relayed);
     }
 
-    /// Events not yet confirmed by the broker.
+    /// Events not yet confirmed by the broker (documents carrying events
+    /// count once each).
     pub async fn backlog(&self) -> Result<u64, mongodb::error::Error> {
-        self.records.count_documents(doc! {}).await
+        let names = embedded_names(&self.embedded);
+        backlog(&self.db, &self.records, &names).await
     }
+}
+
+/// The index the sweep reads a collection that carries events by (sparse:
+/// only documents with unpublished events are in it).
+pub fn carrier_index() -> IndexModel {
+    IndexModel::builder()
+        .keys(doc! { format!("{EMBEDDED_FIELD}.createdAt"): 1 })
+        .options(IndexOptions::builder().sparse(true).build())
+        .build()
+}
+
+fn embedded_names(embedded: &RwLock<Vec<String>>) -> Vec<String> {
+    embedded.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// `outbox.createdAt` exists: served by the sparse index.
+fn carrying() -> Document {
+    doc! { format!("{EMBEDDED_FIELD}.createdAt"): { "$gte": DateTime::MIN } }
+}
+
+async fn backlog(
+    db: &Database,
+    records: &Collection<OutboxRecord>,
+    embedded: &[String],
+) -> Result<u64, mongodb::error::Error> {
+    let mut n = records.count_documents(doc! {}).await?;
+    for name in embedded {
+        n += db
+            .collection::<Document>(name)
+            .count_documents(carrying())
+            .await?;
+    }
+    Ok(n)
 }
 
 /// Publishes what the outbox holds; see the module docs.
 pub struct OutboxRelay {
+    db: Database,
+    embedded: Arc<RwLock<Vec<String>>>,
     records: Collection<OutboxRecord>,
     leases: Collection<mongodb::bson::Document>,
     publisher: Publisher,
     instance_id: String,
-    fast_path: mpsc::Receiver<OutboxRecord>,
+    fast_path: mpsc::Receiver<Relayed>,
     metrics: Metrics,
 }
 
@@ -261,28 +414,29 @@ impl OutboxRelay {
     /// whether everything went.
     /// `wait_for_delete`: the sweep must see its deletes before it queries
     /// again; the fast path need not wait for them.
-    async fn publish_and_delete(&self, batch: &[OutboxRecord], wait_for_delete: bool) -> bool {
-        let (valid, invalid): (Vec<_>, Vec<_>) = batch.iter().partition(|r| r.outgoing().is_some());
+    async fn publish_and_delete(&self, batch: &[Relayed], wait_for_delete: bool) -> bool {
+        let (valid, invalid): (Vec<_>, Vec<_>) =
+            batch.iter().partition(|r| r.record.outgoing().is_some());
         for r in invalid {
-            tracing::error!(event.id = %r.id, exchange = %r.exchange, "outbox record names an unknown exchange; left in place");
+            tracing::error!(event.id = %r.record.id, exchange = %r.record.exchange, "outbox record names an unknown exchange; left in place");
         }
-        let outgoing: Vec<Outgoing> = valid.iter().filter_map(|r| r.outgoing()).collect();
+        let outgoing: Vec<Outgoing> = valid.iter().filter_map(|r| r.record.outgoing()).collect();
         let results = self.publisher.publish_batch(&outgoing).await;
         let mut done = Vec::new();
         let mut all_ok = true;
-        for (record, result) in valid.iter().zip(results) {
+        for (relayed, result) in valid.iter().zip(results) {
             match result {
-                Ok(()) => done.push(record.id.clone()),
+                Ok(()) => done.push((*relayed).clone()),
                 Err(e) => {
                     all_ok = false;
-                    tracing::warn!(event.id = %record.id, event.type = %record.routing_key, error = %e, "publish failed; the outbox keeps it");
+                    tracing::warn!(event.id = %relayed.record.id, event.type = %relayed.record.routing_key, error = %e, "publish failed; the outbox keeps it");
                 }
             }
         }
         if !done.is_empty() {
-            let records = self.records.clone();
+            let (db, records) = (self.db.clone(), self.records.clone());
             let delete = async move {
-                if let Err(e) = records.delete_many(doc! { "_id": { "$in": &done } }).await {
+                if let Err(e) = forget(&db, &records, &done).await {
                     // Published but still stored: republished later, and consumers deduplicate.
                     tracing::warn!(error = %e, "could not delete published outbox records");
                 }
@@ -304,26 +458,15 @@ impl OutboxRelay {
             let cutoff = DateTime::from_millis(
                 DateTime::now().timestamp_millis() - SWEEP_GRACE.as_millis() as i64,
             );
-            let found = self
-                .records
-                .find(doc! { "createdAt": { "$lt": cutoff } })
-                .sort(doc! { "seq": 1 })
-                .limit(BATCH as i64)
-                .await;
-            let batch: Vec<OutboxRecord> = match found {
-                Ok(cursor) => match cursor.try_collect().await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox sweep read failed");
-                        return;
-                    }
-                },
+            let embedded = embedded_names(&self.embedded);
+            let (batch, full) = match self.overdue(cutoff, &embedded).await {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox sweep query failed");
                     return;
                 }
             };
-            if let Ok(n) = self.records.count_documents(doc! {}).await {
+            if let Ok(n) = backlog(&self.db, &self.records, &embedded).await {
                 self.metrics
                     .outbox_backlog
                     .set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -332,11 +475,56 @@ impl OutboxRelay {
                 return;
             }
             tracing::info!(count = batch.len(), "relaying outbox backlog");
-            let full = batch.len() == BATCH;
             if !self.publish_and_delete(&batch, true).await || !full {
                 return;
             }
         }
+    }
+
+    /// Up to [`BATCH`] records per home older than `cutoff`, merged in `seq`
+    /// order; `true` when some home had more.
+    async fn overdue(
+        &self,
+        cutoff: DateTime,
+        embedded: &[String],
+    ) -> Result<(Vec<Relayed>, bool), mongodb::error::Error> {
+        let own: Vec<OutboxRecord> = self
+            .records
+            .find(doc! { "createdAt": { "$lt": cutoff } })
+            .sort(doc! { "seq": 1 })
+            .limit(BATCH as i64)
+            .await?
+            .try_collect()
+            .await?;
+        let mut full = own.len() == BATCH;
+        let mut batch: Vec<Relayed> = own
+            .into_iter()
+            .map(|record| Relayed {
+                record,
+                home: Home::Outbox,
+            })
+            .collect();
+        for name in embedded {
+            let docs: Vec<Document> = self
+                .db
+                .collection::<Document>(name)
+                .find(doc! { format!("{EMBEDDED_FIELD}.createdAt"): { "$lt": cutoff } })
+                .projection(doc! { EMBEDDED_FIELD: 1 })
+                .limit(BATCH as i64)
+                .await?
+                .try_collect()
+                .await?;
+            full |= docs.len() == BATCH;
+            for d in docs {
+                batch.extend(
+                    carried(name, &d)
+                        .into_iter()
+                        .filter(|r| r.record.created_at < cutoff),
+                );
+            }
+        }
+        batch.sort_by_key(|r| r.record.seq);
+        Ok((batch, full))
     }
 
     /// One relay sweeps at a time, so the backlog goes out in one order.
@@ -360,6 +548,71 @@ impl OutboxRelay {
             }
         }
     }
+}
+
+/// The records that document `d` of `collection` carries.
+fn carried(collection: &str, d: &Document) -> Vec<Relayed> {
+    let Ok(doc_id) = d.get_str("_id") else {
+        tracing::error!(
+            collection,
+            "a document carrying events has no string _id; left in place"
+        );
+        return Vec::new();
+    };
+    let entries = d
+        .get_array(EMBEDDED_FIELD)
+        .map(|a| a.as_slice())
+        .unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|entry| match mongodb::bson::from_bson::<OutboxRecord>(entry.clone()) {
+            Ok(record) => Some(Relayed {
+                record,
+                home: Home::Embedded {
+                    collection: collection.to_owned(),
+                    doc_id: doc_id.to_owned(),
+                },
+            }),
+            Err(e) => {
+                tracing::error!(collection, doc_id, error = %e, "unreadable embedded outbox entry; left in place");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Removes published records from wherever they wait.
+async fn forget(
+    db: &Database,
+    records: &Collection<OutboxRecord>,
+    done: &[Relayed],
+) -> Result<(), mongodb::error::Error> {
+    let own: Vec<&str> = done
+        .iter()
+        .filter(|r| matches!(r.home, Home::Outbox))
+        .map(|r| r.record.id.as_str())
+        .collect();
+    if !own.is_empty() {
+        records.delete_many(doc! { "_id": { "$in": own } }).await?;
+    }
+    let mut by_collection: std::collections::BTreeMap<&str, (Vec<&str>, Vec<&str>)> =
+        std::collections::BTreeMap::new();
+    for r in done {
+        if let Home::Embedded { collection, doc_id } = &r.home {
+            let (docs, events) = by_collection.entry(collection).or_default();
+            docs.push(doc_id);
+            events.push(&r.record.id);
+        }
+    }
+    for (collection, (docs, events)) in by_collection {
+        db.collection::<Document>(collection)
+            .update_many(
+                doc! { "_id": { "$in": docs } },
+                doc! { "$pull": { EMBEDDED_FIELD: { "_id": { "$in": events } } } },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// E11000: the write lost a race on a unique key.

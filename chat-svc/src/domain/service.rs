@@ -24,7 +24,7 @@ use super::views::{chat_view, snapshot, unknown_profile, ChatView, MessageView};
 use crate::events::frames;
 use crate::storage::blocks::{Blocks, GroupAdds};
 use crate::storage::chats::{ChatDoc, Chats};
-use crate::storage::messages::{MessageDoc, Messages};
+use crate::storage::messages::{InsertError, MessageDoc, Messages};
 use crate::storage::new_id;
 use crate::storage::timeline::Timeline;
 use crate::storage::users::Users;
@@ -155,6 +155,21 @@ fn check_name(name: &str) -> Result<String, ApiError> {
     }
 }
 
+fn outbox_error(e: broker::outbox::OutboxError) -> ApiError {
+    match e {
+        broker::outbox::OutboxError::Store(db) => ApiError::from(db),
+        other => ApiError::Unexpected(other.into()),
+    }
+}
+
+fn insert_error(e: InsertError) -> ApiError {
+    match e {
+        InsertError::Store(db) => ApiError::from(db),
+        InsertError::Event(e) => outbox_error(e),
+        other => ApiError::Unexpected(other.into()),
+    }
+}
+
 impl ChatService {
     /// Cache-aside read of `kind:id`, valid while `generations` stand still.
     async fn cached<T, F>(
@@ -273,10 +288,7 @@ impl ChatService {
             .enqueue(chat_id, Some(correlation_id), event)
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                broker::outbox::OutboxError::Store(db) => ApiError::from(db),
-                other => ApiError::Unexpected(other.into()),
-            })
+            .map_err(outbox_error)
     }
 
     /// The chat if `user` is a member, else 404 (whether or not it exists).
@@ -712,30 +724,63 @@ impl ChatService {
             edited_at: None,
             deleted: false,
         };
-        let (message, created) = self.messages.insert(doc).await?;
         let sender = self
             .profiles(&[user.to_owned()])
             .await?
             .remove(user)
             .unwrap_or_else(|| unknown_profile(user));
-        let snap = snapshot(&message, sender);
+        let event = |cursors| MessageCreated {
+            chat_id: chat_id.to_owned(),
+            member_ids: chat.member_ids.clone(),
+            message: snapshot(&doc, sender.clone()),
+            cursors,
+        };
+        // The frames go into the timelines first, so that the event, which
+        // carries their cursors, can be stored with the message in one
+        // write: a message never exists without its event.
+        let (cursors, recipients) = self
+            .append_frames(&Event::MessageCreated(event(Cursors::new())))
+            .await;
+        let staged = self
+            .outbox
+            .stage(chat_id, Some(rid), event(cursors.clone()))
+            .map_err(outbox_error)?;
+        let (message, created) = match self.messages.insert(doc, &staged).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                self.timeline.retract(&cursors).await;
+                return Err(insert_error(e));
+            }
+        };
+        broker::outbox::failpoint("chat.message.inserted");
         if created {
-            self.chats.touch(chat_id, &message.id).await?;
-            let members = chat.member_ids.clone();
-            self.record(
-                chat_id,
-                rid,
-                |cursors| MessageCreated {
-                    chat_id: chat_id.to_owned(),
-                    member_ids: members.clone(),
-                    message: snap.clone(),
-                    cursors,
-                },
-                Event::MessageCreated,
-            )
-            .await?;
+            self.outbox
+                .committed(staged, Messages::COLLECTION, &message.id);
+        } else {
+            // A retry: the first attempt stored the message and its event.
+            self.timeline.retract(&cursors).await;
         }
-        Ok((MessageView::from(&snap), created))
+        // Also on a retry, whose first attempt may have stopped here.
+        self.chats.touch(chat_id, &message.id).await?;
+        let mut generations = vec![chat_generation(chat_id)];
+        generations.extend(recipients.iter().map(|u| user_generation(u)));
+        self.cache.bump(&generations).await;
+        Ok((MessageView::from(&snapshot(&message, sender)), created))
+    }
+
+    /// Appends the frame of `draft` (an event without cursors) to its
+    /// recipients' timelines: their cursors (empty when Redis did not
+    /// answer) and the recipients.
+    async fn append_frames(&self, draft: &Event) -> (Cursors, Vec<String>) {
+        let Some(frame) = frames::frame_for(draft, &self.users).await else {
+            return (Cursors::new(), Vec::new());
+        };
+        let cursors = self
+            .timeline
+            .append(redis::pipe(), &frame.recipients, &frame.body.to_string())
+            .await
+            .unwrap_or_default();
+        (cursors, frame.recipients)
     }
 
     pub async fn edit(

@@ -221,9 +221,15 @@ impl Chats {
         chat_id: &str,
         message_id: &str,
     ) -> Result<(), mongodb::error::Error> {
+        // Forward only (ids are time-ordered): concurrent sends, and a
+        // retry that repeats the touch of an older message, never move the
+        // chat's latest message back.
         self.chats
             .update_one(
-                doc! { "_id": chat_id },
+                doc! { "_id": chat_id, "$or": [
+                    { "latestMessageId": { "$lt": message_id } },
+                    { "latestMessageId": null },
+                ] },
                 doc! { "$set": { "lastActivityAt": DateTime::now(), "latestMessageId": message_id } },
             )
             .await?;

@@ -2,8 +2,9 @@
 //! <id>" are index scans. A send with a `clientMsgId` is idempotent per
 //! (chat, sender, clientMsgId) through a unique key, also across instances.
 
+use broker::outbox::{Staged, EMBEDDED_FIELD};
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, DateTime};
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -24,15 +25,28 @@ pub struct MessageDoc {
     pub deleted: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+    #[error("cannot encode the message: {0}")]
+    Encode(#[from] mongodb::bson::ser::Error),
+    #[error(transparent)]
+    Event(#[from] broker::outbox::OutboxError),
+}
+
 #[derive(Clone)]
 pub struct Messages {
     coll: Collection<MessageDoc>,
 }
 
 impl Messages {
+    /// The collection, which also carries the events of new messages.
+    pub const COLLECTION: &'static str = "messages";
+
     pub fn new(db: &Database) -> Self {
         Self {
-            coll: db.collection("messages"),
+            coll: db.collection(Self::COLLECTION),
         }
     }
 
@@ -52,6 +66,9 @@ impl Messages {
                     .build(),
             )
             .await?;
+        self.coll
+            .create_index(broker::outbox::carrier_index())
+            .await?;
         Ok(())
     }
 
@@ -63,11 +80,29 @@ impl Messages {
     }
 
     /// `(message, created)`: an earlier message with the same key wins.
+    /// The message carries `event` (see `broker::outbox`): both are stored
+    /// by one single-document insert, or neither is.
     pub async fn insert(
         &self,
         msg: MessageDoc,
+        event: &Staged,
+    ) -> Result<(MessageDoc, bool), InsertError> {
+        let mut carrying = mongodb::bson::to_document(&msg)?;
+        carrying.insert(EMBEDDED_FIELD, vec![event.entry()?]);
+        let inserted = self
+            .coll
+            .clone_with_type::<Document>()
+            .insert_one(carrying)
+            .await;
+        Ok(self.settle(msg, inserted).await?)
+    }
+
+    async fn settle(
+        &self,
+        msg: MessageDoc,
+        inserted: mongodb::error::Result<mongodb::results::InsertOneResult>,
     ) -> Result<(MessageDoc, bool), mongodb::error::Error> {
-        match self.coll.insert_one(&msg).await {
+        match inserted {
             Ok(_) => Ok((msg, true)),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
                 let existing = self

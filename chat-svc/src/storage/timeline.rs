@@ -87,6 +87,33 @@ impl Timeline {
         cursors
     }
 
+    /// Takes back frames appended for a write that did not happen (best
+    /// effort: a frame left behind is replayed by a resume).
+    pub async fn retract(&self, cursors: &Cursors) {
+        if cursors.is_empty() {
+            return;
+        }
+        let op = async {
+            let mut conn = self.pool.get().await.ok()?;
+            let mut pipe = redis::pipe();
+            for (user, cursor) in cursors {
+                pipe.cmd("XDEL")
+                    .arg(format!("{}{user}", self.prefix))
+                    .arg(cursor)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn).await.ok()
+        };
+        if tokio::time::timeout(OP_TIMEOUT, op)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            tracing::warn!("could not take back timeline frames of a failed write");
+        }
+    }
+
     /// Everything after `cursor`, or `Resync` when it cannot be served.
     pub async fn after(&self, user: &str, cursor: &str) -> Replay {
         if !valid_cursor(cursor) {

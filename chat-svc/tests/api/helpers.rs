@@ -165,6 +165,58 @@ impl TestChat {
         Process { child, address }
     }
 
+    /// A queue of the test's own on `chat.events`, bound to `routing_key`:
+    /// what the instances published from then on (notify-svc's view).
+    pub async fn spy(&self, routing_key: &str) -> lapin::Consumer {
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let prefix = self.settings["amqp_prefix"].as_str().unwrap_or_default();
+        let url = env_or("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+        let topology = Topology::new(prefix).with_queues(
+            broker::topology::QueueType::Classic,
+            Some(Duration::from_secs(600)),
+        );
+        let broker = Broker::new(&url, topology, "chat-tests-spy");
+        let channel = broker.channel().await.expect("spy channel");
+        let queue = channel
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("spy queue");
+        channel
+            .queue_bind(
+                queue.name().as_str(),
+                &format!("{prefix}chat.events"),
+                routing_key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("spy bound");
+        let consumer = channel
+            .basic_consume(
+                queue.name().as_str(),
+                "spy",
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("spy consumes");
+        // The connection lives as long as the consumer uses it.
+        std::mem::forget(broker);
+        consumer
+    }
+
     /// The Redis key prefix this test's instances share.
     pub fn redis_prefix(&self) -> String {
         self.settings["redis_prefix"]

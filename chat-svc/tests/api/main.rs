@@ -8,6 +8,7 @@
 mod blocks;
 mod cache;
 mod chats;
+mod crash;
 mod health;
 mod helpers;
 mod limits;
