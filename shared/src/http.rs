@@ -2,12 +2,12 @@
 //! bodies for bare errors), request context (request id, span, latency
 //! metric), CORS, and the validated JSON extractor with its 64 KiB limit.
 
+use std::rc::Rc;
 use std::time::Instant;
 
-use actix_cors::Cors;
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::{self, BytesMut};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
@@ -188,8 +188,15 @@ pub async fn request_context(
 }
 
 /// CORS for the configured origins only; credentials only for them.
+///
+/// actix-cors answers the allowed origins (the `Origin` echoed, credentials,
+/// methods, headers, `Vary`). For every other request it still adds
+/// `Access-Control-Allow-Credentials: true` and the exposed headers, so
+/// [`Cors`] takes every `Access-Control-*` header off the answer to a request
+/// whose `Origin` is foreign or absent. A preflight from a foreign origin is
+/// refused (400) by actix-cors, which `harden` turns into a problem document.
 pub fn cors(allowed_origins: &[String]) -> Cors {
-    let mut cors = Cors::default()
+    let mut inner = actix_cors::Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,
@@ -200,9 +207,104 @@ pub fn cors(allowed_origins: &[String]) -> Cors {
         .supports_credentials()
         .max_age(600);
     for origin in allowed_origins {
-        cors = cors.allowed_origin(origin);
+        inner = inner.allowed_origin(origin);
     }
-    cors
+    // The same exact comparison actix-cors makes (`Origin` bytes equal to a
+    // configured origin).
+    let allowed = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Cors { inner, allowed }
+}
+
+/// The CORS layer from [`cors`].
+pub struct Cors {
+    inner: actix_cors::Cors,
+    allowed: Rc<[HeaderValue]>,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Cors
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type InitError = ();
+    type Transform = CorsMiddleware<<actix_cors::Cors as Transform<S, ServiceRequest>>::Transform>;
+    type Future = LocalBoxFuture<'static, Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        let inner = self.inner.new_transform(service);
+        let allowed = Rc::clone(&self.allowed);
+        Box::pin(async move {
+            Ok(CorsMiddleware {
+                service: inner.await?,
+                allowed,
+            })
+        })
+    }
+}
+
+/// The running [`Cors`] layer around actix-cors.
+pub struct CorsMiddleware<S> {
+    service: S,
+    allowed: Rc<[HeaderValue]>,
+}
+
+impl<S, B> Service<ServiceRequest> for CorsMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S::Future: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<ServiceResponse<B>, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let granted = req
+            .headers()
+            .get(header::ORIGIN)
+            .is_some_and(|origin| self.allowed.contains(origin));
+        let fut = self.service.call(req);
+        if granted {
+            return Box::pin(fut);
+        }
+        Box::pin(async move {
+            match fut.await {
+                Ok(mut res) => {
+                    strip_cors(res.headers_mut());
+                    Ok(res)
+                }
+                // An inner layer's refusal (a rate limit) is rendered later;
+                // its answer loses the CORS headers then.
+                Err(mut e) => {
+                    e.add_response_mapper(|mut res| {
+                        strip_cors(res.headers_mut());
+                        res
+                    });
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// Removes every `Access-Control-*` header (`Vary` stays: the answer does
+/// depend on the `Origin`).
+fn strip_cors(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// Query strings that do not parse are a 400 problem, not a text body.
@@ -272,22 +374,28 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ValidJson<T> {
     }
 }
 
-/// Deserialises with the failing field's path in the error.
+/// Deserialises with the failing field's path in the error. A body that is
+/// not valid JSON anywhere is a 400 before any field is looked at; only a
+/// well-formed body can be a 422 (wrong type, unknown or missing field).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // JSON is UTF-8 (RFC 8259): a body that is not is malformed as a whole,
     // whatever field the parser would have stumbled on first.
     if std::str::from_utf8(body).is_err() {
         return Err(ApiError::BadRequest("the body is not valid UTF-8".into()));
     }
+    let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Err(ApiError::BadRequest("the body is empty".into()));
+    };
+    // Syntax first, for the whole body: the typed decode stops at the first
+    // field it dislikes (an unknown field, a wrong type) and would answer 422
+    // for a body that is malformed further on (`{"login": "x", `).
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return Err(ApiError::BadRequest("the body is not valid JSON".into()));
+    }
     // Every body is an object; serde would also take a struct from an array
     // (`[null, null]`), which no client means.
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {}
-        None => return Err(ApiError::BadRequest("the body is empty".into())),
-        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
-            return Err(ApiError::BadRequest("the body is not valid JSON".into()))
-        }
-        Some(_) => return Err(ApiError::validation("body", "must be a JSON object")),
+    if *first != b'{' {
+        return Err(ApiError::validation("body", "must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
