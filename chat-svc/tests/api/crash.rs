@@ -1,0 +1,120 @@
+//! A chat-svc process killed between storing a message and handing its
+//! event to the relay (the `chat.message.inserted` failpoint aborts it
+//! there, as SIGKILL would). The message and its event were one write, so
+//! the survivor's relay sweep publishes it: exactly once on the broker and
+//! on a member's socket, whether the client retried or not.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::helpers::{spawn, Socket, TestChat, User};
+
+/// The dead process may hold the sweep's lease (10 s), and the sweep waits
+/// 2 s for the fast path before it takes a record.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+/// Posts to an instance that aborts after the insert; the request fails.
+async fn post_and_crash(t: &TestChat, alice: &User, chat: &str, client_msg_id: &str) {
+    let mut process = t
+        .process(json!({"failpoint": "chat.message.inserted"}))
+        .await;
+    let sent = t
+        .client
+        .post(format!("{}/api/chat/{chat}/messages", process.address))
+        .bearer_auth(&alice.token)
+        .json(&json!({"content": client_msg_id, "clientMsgId": client_msg_id}))
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the process answered instead of crashing: {sent:?}"
+    );
+    let status = process.child.wait().await.expect("reaped");
+    assert!(!status.success(), "the process stopped at the failpoint");
+}
+
+/// Counts `chat.message.created` per message id, on the broker and on a
+/// socket, until `ids` all arrived and 3 s more passed (for duplicates).
+async fn count(
+    spy: &mut lapin::Consumer,
+    socket: &mut Socket,
+    ids: &[String],
+) -> (HashMap<String, usize>, HashMap<String, usize>) {
+    let (mut on_broker, mut on_socket) = (HashMap::new(), HashMap::new());
+    let deadline = Instant::now() + RECOVERY;
+    let mut settled: Option<Instant> = None;
+    while Instant::now() < deadline && settled.is_none_or(|s| Instant::now() < s) {
+        tokio::select! {
+            Some(Ok(delivery)) = spy.next() => {
+                let event: Value = serde_json::from_slice(&delivery.data).expect("event JSON");
+                let id = event["data"]["message"]["id"].as_str().unwrap_or_default().to_owned();
+                *on_broker.entry(id).or_insert(0) += 1;
+            }
+            Some(frame) = socket.next_of_within("message.created", Duration::from_millis(200)) => {
+                let id = frame["message"]["id"].as_str().unwrap_or_default().to_owned();
+                *on_socket.entry(id).or_insert(0) += 1;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let all = |m: &HashMap<String, usize>| ids.iter().all(|i| m.contains_key(i));
+        if settled.is_none() && all(&on_broker) && all(&on_socket) {
+            settled = Some(Instant::now() + Duration::from_secs(3));
+        }
+    }
+    (on_broker, on_socket)
+}
+
+#[tokio::test]
+async fn a_message_stored_by_a_crashed_instance_is_published_once_with_or_without_a_retry() {
+    let t = spawn(1).await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let chat = t.group(&alice, "crash", &[&bob]).await;
+    let mut bob_socket = t.socket(0, &bob).await;
+    let mut spy = t.spy("chat.message.created").await;
+
+    // Crashed, then retried by the client on the surviving instance.
+    post_and_crash(&t, &alice, &chat, "retried").await;
+    let retry = t
+        .post(
+            0,
+            &format!("/api/chat/{chat}/messages"),
+            &alice,
+            json!({"content": "retried", "clientMsgId": "retried"}),
+        )
+        .await;
+    assert_eq!(retry.status(), 200, "the retry finds the stored message");
+    let retried = retry.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Crashed, never retried: the message is in the history all the same.
+    post_and_crash(&t, &alice, &chat, "abandoned").await;
+    let history: Value = t
+        .get(0, &format!("/api/chat/{chat}/messages"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored: Vec<&Value> = history["messages"].as_array().unwrap().iter().collect();
+    let abandoned = stored
+        .iter()
+        .find(|m| m["content"] == "abandoned")
+        .expect("the abandoned message was stored")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(stored.len(), 2, "each message exists once: {history}");
+
+    let ids = [retried, abandoned];
+    let (on_broker, on_socket) = count(&mut spy, &mut bob_socket, &ids).await;
+    for id in &ids {
+        assert_eq!(on_broker.get(id), Some(&1), "published once: {on_broker:?}");
+        assert_eq!(on_socket.get(id), Some(&1), "delivered once: {on_socket:?}");
+    }
+}
