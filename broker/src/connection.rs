@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::topology::Topology;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the keeper's liveness probe (a channel opened and closed) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Handle to the broker; cheap to clone.
 #[derive(Clone)]
@@ -139,34 +141,40 @@ impl Broker {
 
     /// Keeps the connection up in the background so readiness recovers and
     /// the topology is redeclared even when nothing is being published.
+    /// Every second it opens (and closes) a channel under [`PROBE_TIMEOUT`]:
+    /// a broker that hangs with its socket open is reported down within
+    /// seconds, not when heartbeats give up a minute later.
     pub fn spawn_keeper(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let broker = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             loop {
-                let healthy = {
-                    let guard = broker.0.connection.lock().await;
-                    guard.as_ref().is_some_and(|c| c.status().connected())
-                };
-                if healthy {
-                    broker.0.connected.store(true, Ordering::Relaxed);
-                    backoff = Duration::from_millis(250);
-                } else {
-                    broker.0.connected.store(false, Ordering::Relaxed);
-                    match broker.channel().await {
-                        Ok(ch) => {
-                            let _ = ch.close(200, "probe").await;
-                            backoff = Duration::from_millis(250);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker reconnect failed");
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
+                let answered = match tokio::time::timeout(PROBE_TIMEOUT, broker.channel()).await {
+                    Ok(Ok(ch)) => {
+                        let _ = tokio::time::timeout(PROBE_TIMEOUT, ch.close(200, "probe")).await;
+                        true
                     }
-                }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker reconnect failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "broker did not answer in time");
+                        false
+                    }
+                };
+                broker.0.connected.store(answered, Ordering::Relaxed);
+                let pause = if answered {
+                    backoff = Duration::from_millis(250);
+                    Duration::from_secs(1)
+                } else {
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    pause
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(if healthy { Duration::from_secs(1) } else { backoff }) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         })

@@ -3,18 +3,52 @@
 //! running-application handle that drives graceful shutdown.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use actix_web::body::MessageBody;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
+use crate::error::ApiError;
 use crate::client_ip::TrustedProxies;
 use crate::health::Readiness;
 use crate::http;
 use crate::metrics::Metrics;
+
+/// The longest a request waits for its handler: the contract promises a
+/// 503 within 5 s when a dependency hangs. Database, Redis and broker calls
+/// have their own shorter timeouts where the driver offers one; this bounds
+/// everything else (a hung server that keeps its socket open).
+pub const REQUEST_DEADLINE: Duration = Duration::from_millis(4500);
+
+/// Answers 503 problem+json once [`REQUEST_DEADLINE`] has passed. The
+/// handler is not cancelled but left to finish in the background: a write
+/// and what follows it (its event, a cache bump) are never cut apart
+/// halfway, and a client retrying with the same idempotency key finds the
+/// result.
+async fn deadline(
+    req: actix_web::dev::ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let mut handler = actix_web::rt::spawn(next.call(req));
+    let failed = match tokio::time::timeout(REQUEST_DEADLINE, &mut handler).await {
+        Ok(Ok(response)) => {
+            return response.map(actix_web::dev::ServiceResponse::map_into_boxed_body)
+        }
+        Ok(Err(panicked)) => ApiError::Unexpected(anyhow::anyhow!("handler failed: {panicked}")),
+        Err(_) => ApiError::Unavailable(anyhow::anyhow!(
+            "the request did not finish within its {} ms deadline",
+            REQUEST_DEADLINE.as_millis()
+        )),
+    };
+    // The request went with the handler (a clone held here would break
+    // routing): the error answers, hardened by the outer layers.
+    Err(failed.into())
+}
 
 /// What every service installs in its app.
 #[derive(Clone)]
@@ -36,6 +70,7 @@ where
     let timeout = parts.shutdown_timeout_secs;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(deadline))
             .wrap(http::cors(&parts.allowed_origins))
             .wrap(from_fn(http::request_context))
             .wrap(from_fn(http::harden))

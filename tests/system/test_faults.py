@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -345,6 +346,70 @@ def test_mongodb_stopped_gives_503_fast_and_recovers(stack: Stack):
     eventually(lambda: bob.client().get("/api/notifications").status_code == 200, timeout=30, what="notify-svc serves again")
     print(f"[mongo back] every service ready and serving again in {time.monotonic() - t0:.1f} s")
     print(f"[mongo back] the account made before the kill: {alice.client().get('/api/users/me').status_code}")
+
+
+# --- a dependency that hangs (SIGSTOP: its sockets stay open) ----------------------------
+
+
+def frozen_pid(stack: Stack, dependency: str) -> int:
+    if dependency == "rabbitmq":  # the machine's broker; the stack has a vhost on it
+        out = subprocess.run(["pgrep", "-f", "beam.smp.*rabbit"], capture_output=True, text=True).stdout.split()
+        assert out, "RabbitMQ's Erlang VM is not running"
+        return int(out[0])
+    pid = stack.pid(dependency)
+    assert pid, f"{dependency} is not running"
+    return pid
+
+
+@pytest.mark.parametrize("dependency,check", [("mongo", "mongodb"), ("redis", "redis"), ("rabbitmq", "rabbitmq")])
+def test_a_hung_dependency_gets_an_answer_within_5_s_and_nothing_is_lost(stack: Stack, trio, dependency, check):
+    """Every request answers within 5 s while the dependency hangs: served,
+    or 503 problem+json. Readiness says which dependency is down. A post
+    that got 503 is retried with its clientMsgId once the dependency is
+    back; every message then reaches the socket and the notifications once."""
+    alice, bob, carol, chat_id, listener = trio
+    ids = post_all(alice.client(stack.chat), chat_id, 2, "before the hang")
+    pid = frozen_pid(stack, dependency)
+    unanswered: list[str] = []
+    statuses = []
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        c = alice.client(stack.chat)
+        for i in range(3):
+            key = unique()
+            t0 = time.monotonic()
+            r = c.post(f"/api/chat/{chat_id}/messages", json={"content": f"hung {dependency} {i}", "clientMsgId": key}, timeout=15)
+            took = time.monotonic() - t0
+            statuses.append((r.status_code, round(took, 1)))
+            assert took < 5, f"a post took {took:.1f} s with {dependency} hung"
+            assert r.status_code in (201, 503), r.text[:300]
+            if r.status_code == 201:
+                ids.append(r.json()["id"])
+            else:
+                assert r.headers["content-type"].startswith("application/problem+json")
+                unanswered.append(key)
+        for base, path in ((stack.auth, "/api/users/me"), (stack.chat, "/api/chat"), (stack.notify, "/api/notifications")):
+            t0 = time.monotonic()
+            r = Client(base, token=alice.access).get(path, timeout=15)
+            took = time.monotonic() - t0
+            assert took < 5 and r.status_code in (200, 503), f"{base}{path}: {r.status_code} after {took:.1f} s"
+        for base in (stack.auth, stack.chat, stack.notify):
+            eventually(lambda b=base: stack.ready(b).json()["checks"][check] == "down", timeout=15, what=f"{check} reported down by {base}")
+        print(f"\n[{dependency} hung] posts: {statuses}")
+        if dependency == "mongo":
+            assert unanswered, "posts answered 201 with the database hung"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t0 = time.monotonic()
+    for base in (stack.auth, stack.chat, stack.notify):
+        eventually(lambda b=base: stack.ready(b).json()["status"] == "ok", timeout=60, what=f"{base} ready again")
+    print(f"[{dependency} continued] every service ok again in {time.monotonic() - t0:.1f} s")
+    c = alice.client(stack.chat)
+    for key in unanswered:  # the client's retry, with the same key
+        r = eventually(lambda k=key: (r := c.post(f"/api/chat/{chat_id}/messages", json={"content": "retried", "clientMsgId": k})).status_code in (200, 201) and r, timeout=30, what="the retry succeeds")
+        ids.append(r.json()["id"])
+    ids += post_all(c, chat_id, 2, "after the hang")
+    expect_clean(stack, f"{dependency} hung", ids, listener, bob, carol)
 
 
 # --- notify-svc down ----------------------------------------------------------------------
