@@ -159,7 +159,10 @@ impl Broker {
                         false
                     }
                     Err(_) => {
-                        tracing::warn!(retry_in_ms = backoff.as_millis() as u64, "broker did not answer in time");
+                        tracing::warn!(
+                            retry_in_ms = backoff.as_millis() as u64,
+                            "broker did not answer in time"
+                        );
                         false
                     }
                 };

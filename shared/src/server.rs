@@ -5,16 +5,16 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
 use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
-use crate::error::ApiError;
 use crate::client_ip::TrustedProxies;
+use crate::error::ApiError;
 use crate::health::Readiness;
 use crate::http;
 use crate::metrics::Metrics;
