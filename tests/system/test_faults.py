@@ -264,6 +264,57 @@ def test_producer_killed_between_commit_and_publish(stack: Stack, trio):
     expect_clean(stack, "producer killed", ids, listener, bob, carol)
 
 
+def test_chat_svc_killed_mid_burst_every_retried_post_exists_and_is_notified_once(stack: Stack, trio):
+    """Concurrent posts with `clientMsgId`; chat-svc is SIGKILLed among
+    them. Every post that got no answer is retried with the same id once
+    the instance is back. Each message then exists once, reaches the
+    socket once and is notified once per member."""
+    alice, bob, carol, chat_id, listener = trio
+    c = alice.client(stack.chat)
+    # The listener has a cursor to resume from (a client without one refetches).
+    first = post_all(c, chat_id, 2, "before the burst")
+    eventually(lambda: tally(first, listener.counts)["lost"] == 0, what="first deliveries")
+    keys = [unique("k") for _ in range(20)]
+    answered: dict[str, str] = {}
+
+    def send(batch: list[str]) -> None:
+        for key in batch:
+            try:
+                r = c.post(f"/api/chat/{chat_id}/messages", json={"content": f"burst {key}", "clientMsgId": key}, timeout=5)
+            except requests.RequestException:
+                continue  # no answer: the client will retry
+            if r.status_code == 201:
+                answered[key] = r.json()["id"]
+
+    with ThreadPoolExecutor(4) as pool:
+        burst = [pool.submit(send, keys[k::4]) for k in range(4)]
+        time.sleep(0.15)
+        stack.kill("chat-svc-0", signal.SIGKILL)
+        for f in burst:
+            f.result()
+    unanswered = [k for k in keys if k not in answered]
+    print(f"\n[chat-svc SIGKILL mid-burst] {len(answered)} posts answered, {len(unanswered)} retried")
+    t0 = time.monotonic()
+    stack.up()
+    print(f"[chat-svc SIGKILL mid-burst] back up in {time.monotonic() - t0:.1f} s")
+    listener.resume()
+    c = alice.client(stack.chat)
+    for key in unanswered:
+        deadline = time.monotonic() + 30
+        while True:
+            r = c.post(f"/api/chat/{chat_id}/messages", json={"content": f"burst {key}", "clientMsgId": key})
+            if r.status_code in (200, 201):
+                answered[key] = r.json()["id"]
+                break
+            assert r.status_code == 429 and time.monotonic() < deadline, r.text[:300]
+            time.sleep(1)  # the retries count against the send limit too
+    history = c.get(f"/api/chat/{chat_id}/messages", params={"limit": 100}).json()["messages"]
+    stored = Counter(m["content"] for m in history)
+    assert all(stored[f"burst {k}"] == 1 for k in keys), {k: stored[f"burst {k}"] for k in keys if stored[f"burst {k}"] != 1}
+    assert len(set(answered.values())) == len(keys)
+    expect_clean(stack, "chat-svc killed mid-burst", first + list(answered.values()), listener, bob, carol)
+
+
 # --- Redis ------------------------------------------------------------------------------
 
 

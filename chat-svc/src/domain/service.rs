@@ -165,7 +165,6 @@ fn outbox_error(e: broker::outbox::OutboxError) -> ApiError {
 fn insert_error(e: InsertError) -> ApiError {
     match e {
         InsertError::Store(db) => ApiError::from(db),
-        InsertError::Event(e) => outbox_error(e),
         other => ApiError::Unexpected(other.into()),
     }
 }
@@ -729,43 +728,75 @@ impl ChatService {
             .await?
             .remove(user)
             .unwrap_or_else(|| unknown_profile(user));
+        let snap = snapshot(&doc, sender.clone());
         let event = |cursors| MessageCreated {
             chat_id: chat_id.to_owned(),
             member_ids: chat.member_ids.clone(),
-            message: snapshot(&doc, sender.clone()),
+            message: snap.clone(),
             cursors,
         };
-        // The frames go into the timelines first, so that the event, which
-        // carries their cursors, can be stored with the message in one
-        // write: a message never exists without its event.
-        let (cursors, recipients) = self
-            .append_frames(&Event::MessageCreated(event(Cursors::new())))
-            .await;
+        let ((message, created), recipients) = self
+            .write_with_event(chat_id, rid, event, Event::MessageCreated, |entry| async {
+                // On a retry the first attempt stored the message and its event.
+                let (message, created) = self.messages.insert(doc, entry).await?;
+                let carrier = created.then(|| message.id.clone());
+                Ok(((message, created), carrier))
+            })
+            .await?;
+        // Also on a retry, whose first attempt may have stopped before it.
+        self.chats.touch(chat_id, &message.id).await?;
+        self.bump_for_message(chat_id, &recipients).await;
+        Ok((MessageView::from(&snapshot(&message, sender)), created))
+    }
+
+    /// Writes a message change and its event as one document write (see
+    /// `broker::outbox`). The frames go into the timelines first, so that the
+    /// event can carry their cursors; `write` stores the staged event in the
+    /// message and says which message carries it (`None`: it stored
+    /// nothing new, and the frames are taken back). Returns what `write`
+    /// returned and the frames' recipients.
+    async fn write_with_event<E, T, W, Fut>(
+        &self,
+        chat_id: &str,
+        rid: &str,
+        event: impl Fn(Cursors) -> E,
+        wrap: fn(E) -> Event,
+        write: W,
+    ) -> Result<(T, Vec<String>), ApiError>
+    where
+        E: EventPayload,
+        W: FnOnce(mongodb::bson::Document) -> Fut,
+        Fut: Future<Output = Result<(T, Option<String>), InsertError>>,
+    {
+        let (cursors, recipients) = self.append_frames(&wrap(event(Cursors::new()))).await;
         let staged = self
             .outbox
             .stage(chat_id, Some(rid), event(cursors.clone()))
             .map_err(outbox_error)?;
-        let (message, created) = match self.messages.insert(doc, &staged).await {
-            Ok(inserted) => inserted,
+        let entry = staged.entry().map_err(outbox_error)?;
+        let (out, carrier) = match write(entry).await {
+            Ok(written) => written,
             Err(e) => {
                 self.timeline.retract(&cursors).await;
                 return Err(insert_error(e));
             }
         };
-        broker::outbox::failpoint("chat.message.inserted");
-        if created {
-            self.outbox
-                .committed(staged, Messages::COLLECTION, &message.id);
-        } else {
-            // A retry: the first attempt stored the message and its event.
-            self.timeline.retract(&cursors).await;
+        match carrier {
+            Some(message_id) => {
+                broker::outbox::failpoint("chat.message.inserted");
+                self.outbox
+                    .committed(staged, Messages::COLLECTION, &message_id);
+            }
+            None => self.timeline.retract(&cursors).await,
         }
-        // Also on a retry, whose first attempt may have stopped here.
-        self.chats.touch(chat_id, &message.id).await?;
+        Ok((out, recipients))
+    }
+
+    /// A message changed: the chat and the recipients' chat lists are stale.
+    async fn bump_for_message(&self, chat_id: &str, recipients: &[String]) {
         let mut generations = vec![chat_generation(chat_id)];
         generations.extend(recipients.iter().map(|u| user_generation(u)));
         self.cache.bump(&generations).await;
-        Ok((MessageView::from(&snapshot(&message, sender)), created))
     }
 
     /// Appends the frame of `draft` (an event without cursors) to its
@@ -809,12 +840,18 @@ impl ChatService {
                 "a deleted message cannot be edited".into(),
             ));
         }
-        let message = self
-            .messages
-            .edit(chat_id, message_id, user, content)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        self.changed(chat_id, &chat, message, rid, true).await
+        let mut after = existing;
+        after.content = content.to_owned();
+        after.edited_at = Some(mongodb::bson::DateTime::now());
+        let edited_at = after.edited_at;
+        self.changed(chat_id, &chat, after, rid, true, |entry| async move {
+            let stored = self
+                .messages
+                .edit(chat_id, message_id, user, content, edited_at, entry)
+                .await?;
+            Ok(stored.is_some())
+        })
+        .await
     }
 
     pub async fn delete(
@@ -836,56 +873,73 @@ impl ChatService {
         if existing.sender_id != user && !(chat.is_group && chat.is_admin(user)) {
             return Err(ApiError::Forbidden);
         }
-        let message = self
-            .messages
-            .delete(chat_id, message_id)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        self.changed(chat_id, &chat, message, rid, false).await
+        let mut after = existing;
+        after.content = String::new();
+        after.deleted = true;
+        self.changed(chat_id, &chat, after, rid, false, |entry| async move {
+            Ok(self
+                .messages
+                .delete(chat_id, message_id, entry)
+                .await?
+                .is_some())
+        })
+        .await
     }
 
-    async fn changed(
+    /// Stores `after` (the message as the change leaves it) through
+    /// `write` together with its `message.updated` or `message.deleted`
+    /// event; `write` says whether the message was there to change.
+    async fn changed<W, Fut>(
         &self,
         chat_id: &str,
         chat: &Membership,
-        message: MessageDoc,
+        after: MessageDoc,
         rid: &str,
         edited: bool,
-    ) -> Result<MessageView, ApiError> {
+        write: W,
+    ) -> Result<MessageView, ApiError>
+    where
+        W: FnOnce(mongodb::bson::Document) -> Fut,
+        Fut: Future<Output = Result<bool, InsertError>>,
+    {
         let sender = self
-            .profiles(std::slice::from_ref(&message.sender_id))
+            .profiles(std::slice::from_ref(&after.sender_id))
             .await?
-            .remove(&message.sender_id)
-            .unwrap_or_else(|| unknown_profile(&message.sender_id));
-        let snap = snapshot(&message, sender);
+            .remove(&after.sender_id)
+            .unwrap_or_else(|| unknown_profile(&after.sender_id));
+        let snap = snapshot(&after, sender);
         let members = chat.member_ids.clone();
-        if edited {
-            self.record(
-                chat_id,
-                rid,
-                |cursors| MessageUpdated {
-                    chat_id: chat_id.to_owned(),
-                    member_ids: members.clone(),
-                    message: snap.clone(),
-                    cursors,
-                },
-                Event::MessageUpdated,
-            )
-            .await?;
+        let id = after.id.clone();
+        let stored = |entry| {
+            let written = write(entry);
+            async move {
+                let found = written.await?;
+                Ok((found, found.then_some(id)))
+            }
+        };
+        let (found, recipients) = if edited {
+            let event = |cursors| MessageUpdated {
+                chat_id: chat_id.to_owned(),
+                member_ids: members.clone(),
+                message: snap.clone(),
+                cursors,
+            };
+            self.write_with_event(chat_id, rid, event, Event::MessageUpdated, stored)
+                .await?
         } else {
-            self.record(
-                chat_id,
-                rid,
-                |cursors| MessageDeleted {
-                    chat_id: chat_id.to_owned(),
-                    member_ids: members.clone(),
-                    message: snap.clone(),
-                    cursors,
-                },
-                Event::MessageDeleted,
-            )
-            .await?;
+            let event = |cursors| MessageDeleted {
+                chat_id: chat_id.to_owned(),
+                member_ids: members.clone(),
+                message: snap.clone(),
+                cursors,
+            };
+            self.write_with_event(chat_id, rid, event, Event::MessageDeleted, stored)
+                .await?
+        };
+        if !found {
+            return Err(ApiError::NotFound);
         }
+        self.bump_for_message(chat_id, &recipients).await;
         Ok(MessageView::from(&snap))
     }
 

@@ -2,7 +2,7 @@
 //! <id>" are index scans. A send with a `clientMsgId` is idempotent per
 //! (chat, sender, clientMsgId) through a unique key, also across instances.
 
-use broker::outbox::{Staged, EMBEDDED_FIELD};
+use broker::outbox::EMBEDDED_FIELD;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
@@ -31,8 +31,6 @@ pub enum InsertError {
     Store(#[from] mongodb::error::Error),
     #[error("cannot encode the message: {0}")]
     Encode(#[from] mongodb::bson::ser::Error),
-    #[error(transparent)]
-    Event(#[from] broker::outbox::OutboxError),
 }
 
 #[derive(Clone)]
@@ -80,15 +78,16 @@ impl Messages {
     }
 
     /// `(message, created)`: an earlier message with the same key wins.
-    /// The message carries `event` (see `broker::outbox`): both are stored
+    /// The message carries `event`, a staged outbox entry (see
+    /// `broker::outbox`): both are stored
     /// by one single-document insert, or neither is.
     pub async fn insert(
         &self,
         msg: MessageDoc,
-        event: &Staged,
+        event: Document,
     ) -> Result<(MessageDoc, bool), InsertError> {
         let mut carrying = mongodb::bson::to_document(&msg)?;
-        carrying.insert(EMBEDDED_FIELD, vec![event.entry()?]);
+        carrying.insert(EMBEDDED_FIELD, vec![event]);
         let inserted = self
             .coll
             .clone_with_type::<Document>()
@@ -166,34 +165,47 @@ impl Messages {
             .await
     }
 
+    /// Sets the new text; the message carries `event` (one write).
     pub async fn edit(
         &self,
         chat_id: &str,
         id: &str,
         sender: &str,
         content: &str,
-    ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
-        self.coll
+        edited_at: Option<DateTime>,
+        event: Document,
+    ) -> Result<Option<MessageDoc>, InsertError> {
+        Ok(self
+            .coll
             .find_one_and_update(
                 doc! { "_id": id, "chatId": chat_id, "senderId": sender, "deleted": false },
-                doc! { "$set": { "content": content, "editedAt": DateTime::now() } },
+                doc! {
+                    "$set": { "content": content, "editedAt": edited_at },
+                    "$push": { EMBEDDED_FIELD: event },
+                },
             )
             .return_document(ReturnDocument::After)
-            .await
+            .await?)
     }
 
+    /// Blanks the message; it carries `event` (one write).
     pub async fn delete(
         &self,
         chat_id: &str,
         id: &str,
-    ) -> Result<Option<MessageDoc>, mongodb::error::Error> {
-        self.coll
+        event: Document,
+    ) -> Result<Option<MessageDoc>, InsertError> {
+        Ok(self
+            .coll
             .find_one_and_update(
                 doc! { "_id": id, "chatId": chat_id },
-                doc! { "$set": { "content": "", "deleted": true } },
+                doc! {
+                    "$set": { "content": "", "deleted": true },
+                    "$push": { EMBEDDED_FIELD: event },
+                },
             )
             .return_document(ReturnDocument::After)
-            .await
+            .await?)
     }
 
     /// Messages from others after the marker.

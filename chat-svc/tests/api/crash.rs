@@ -118,3 +118,58 @@ async fn a_message_stored_by_a_crashed_instance_is_published_once_with_or_withou
         assert_eq!(on_socket.get(id), Some(&1), "delivered once: {on_socket:?}");
     }
 }
+
+#[tokio::test]
+async fn an_edit_stored_by_a_crashed_instance_is_published_once() {
+    let t = spawn(1).await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let chat = t.group(&alice, "crash", &[&bob]).await;
+    let sent = t.send(0, &alice, &chat, "first text").await;
+    let id = sent["id"].as_str().unwrap().to_owned();
+    let mut bob_socket = t.socket(0, &bob).await;
+    let mut spy = t.spy("chat.message.updated").await;
+
+    let mut process = t
+        .process(json!({"failpoint": "chat.message.inserted"}))
+        .await;
+    let edited = t
+        .client
+        .patch(format!("{}/api/chat/{chat}/messages/{id}", process.address))
+        .bearer_auth(&alice.token)
+        .json(&json!({"content": "second text"}))
+        .send()
+        .await;
+    assert!(edited.is_err(), "the process answered instead of crashing");
+    assert!(!process.child.wait().await.expect("reaped").success());
+
+    let mut on_broker = 0;
+    let mut on_socket = Vec::new();
+    let deadline = Instant::now() + RECOVERY;
+    let mut settled: Option<Instant> = None;
+    while Instant::now() < deadline && settled.is_none_or(|s| Instant::now() < s) {
+        tokio::select! {
+            Some(Ok(delivery)) = spy.next() => {
+                let event: Value = serde_json::from_slice(&delivery.data).expect("event JSON");
+                assert_eq!(event["data"]["message"]["content"], "second text");
+                on_broker += 1;
+            }
+            Some(frame) = bob_socket.next_of_within("message.updated", Duration::from_millis(200)) => {
+                on_socket.push(frame["message"]["content"].clone());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        if settled.is_none() && on_broker >= 1 && !on_socket.is_empty() {
+            settled = Some(Instant::now() + Duration::from_secs(3));
+        }
+    }
+    assert_eq!(on_broker, 1, "the edit's event published once");
+    assert_eq!(on_socket, vec![json!("second text")], "delivered once");
+    let history: Value = t
+        .get(0, &format!("/api/chat/{chat}/messages"), &alice)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["messages"][0]["content"], "second text");
+}
