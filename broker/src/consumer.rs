@@ -139,6 +139,8 @@ pub struct Consumer<H> {
     handler: Arc<H>,
     schedule: RetrySchedule,
     prefetch: u16,
+    /// Deliveries handled at once (1: one after another, in queue order).
+    concurrency: usize,
     processed: Option<ProcessedEvents>,
     metrics: Metrics,
     tag: String,
@@ -172,6 +174,7 @@ impl<H: Handler> Consumer<H> {
             handler,
             schedule: RetrySchedule::standard(),
             prefetch: 32,
+            concurrency: 1,
             processed: None,
             metrics,
             tag,
@@ -180,6 +183,15 @@ impl<H: Handler> Consumer<H> {
 
     pub fn with_schedule(mut self, schedule: RetrySchedule) -> Self {
         self.schedule = schedule;
+        self
+    }
+
+    /// Handles up to `n` deliveries at once, each acked when its own
+    /// handling is done: one slow delivery (a push endpoint that takes its
+    /// full timeout) no longer holds up those behind it. Only for handlers
+    /// that do not depend on the order of deliveries.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -222,20 +234,26 @@ impl<H: Handler> Consumer<H> {
             tokio::time::timeout(SUBSCRIBE_TIMEOUT, self.subscribe())
                 .await
                 .map_err(|_| anyhow::anyhow!("subscribing timed out"))??;
-        tracing::info!(queue = %queue, prefetch = self.prefetch, "consuming");
+        tracing::info!(queue = %queue, prefetch = self.prefetch, concurrency = self.concurrency, "consuming");
         self.handler.subscribed();
+        let mut in_hand = futures_util::stream::FuturesUnordered::new();
         loop {
-            let next = tokio::select! {
-                d = deliveries.next() => d,
+            tokio::select! {
+                biased;
+                Some(done) = in_hand.next(), if !in_hand.is_empty() => done?,
+                d = deliveries.next(), if in_hand.len() < self.concurrency => match d {
+                    None => anyhow::bail!("delivery stream ended"),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(delivery)) => in_hand.push(self.process(&queue, delivery)),
+                },
                 _ = shutdown.cancelled() => {
+                    // The deliveries in hand are finished and settled first.
+                    while let Some(done) = in_hand.next().await {
+                        done?;
+                    }
                     let _ = channel.close(200, "shutdown").await;
                     return Ok(());
                 }
-            };
-            match next {
-                None => anyhow::bail!("delivery stream ended"),
-                Some(Err(e)) => return Err(e.into()),
-                Some(Ok(delivery)) => self.process(&queue, delivery).await?,
             }
         }
     }

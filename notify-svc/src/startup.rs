@@ -32,6 +32,12 @@ use crate::storage::subscriptions::Subscriptions;
 use crate::workers::digest::DigestWorker;
 use crate::workers::mailer::MailWorker;
 
+/// Deliveries each notify-svc consumer handles at once (of its prefetch of
+/// 32): a push endpoint that takes its whole 10 s timeout holds one slot,
+/// and everyone else's notifications go on. Every handler is independent of
+/// delivery order (competing consumers see events in any order anyway).
+const CONSUMER_CONCURRENCY: usize = 16;
+
 pub struct Application(Running);
 
 impl Application {
@@ -97,6 +103,7 @@ impl Application {
                 infra.metrics.clone(),
             )
             .with_schedule(schedule.clone())
+            .with_concurrency(CONSUMER_CONCURRENCY)
             .with_idempotency(ProcessedEvents::new(&db));
             infra
                 .tasks

@@ -533,3 +533,44 @@ async fn killed_mid_burst_and_restarted_loses_and_duplicates_nothing() {
     // is the one case Web Push cannot deduplicate (it has no idempotency key).
     assert!(duplicates <= 1, "{duplicates} duplicate pushes");
 }
+
+#[tokio::test]
+async fn a_hanging_push_endpoint_does_not_hold_up_anyone_elses_notifications() {
+    let world = World::new(&new_test_id()).await;
+    let app = world.app().await;
+    let push = PushService::start().await;
+    let alice = world.person("alice").await;
+    let bob = world.person("bob").await;
+    let carol = world.person("carol").await;
+    let team = world.group("Team", &[&alice, &bob]).await;
+    let other = world.group("Other", &[&alice, &carol]).await;
+    let r = subscribe(&app, &bob, &push.device("bob", Behaviour::Hang)).await;
+    assert_eq!(r.status(), 201);
+
+    // Bob's endpoint takes the whole push timeout for each of these.
+    for n in 0..3 {
+        world
+            .send(&team, &alice, &[&alice, &bob], &format!("to bob {n}"))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = std::time::Instant::now();
+    world
+        .send(&other, &alice, &[&alice, &carol], "to carol")
+        .await;
+    let carol_feed = eventually(Duration::from_secs(5), || async {
+        let f = feed(&app, &carol, "").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+    .expect("carol notified");
+    let took = sent.elapsed();
+    assert_eq!(carol_feed.len(), 1);
+    assert!(
+        took < Duration::from_secs(2),
+        "carol's notification took {took:?}"
+    );
+    // Bob's in-app notifications do not wait for his pushes either.
+    let bob_feed = feed_soon(&app, &bob).await.expect("bob notified");
+    assert!(!bob_feed.is_empty());
+}

@@ -237,6 +237,8 @@ pub enum Behaviour {
     Accept,
     Always(u16),
     FailFirst(u16, usize),
+    /// Answers nothing for a minute (longer than any push timeout).
+    Hang,
 }
 
 #[derive(Default)]
@@ -325,6 +327,14 @@ async fn receive(
     {
         return HttpResponse::BadRequest().finish();
     }
+    let hangs = matches!(
+        state.lock().expect("state").devices.get(device.as_str()),
+        Some((_, _, Behaviour::Hang, _))
+    );
+    if hangs {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        return HttpResponse::ServiceUnavailable().finish();
+    }
     let mut state = state.lock().expect("state");
     let Some((secret, auth, behaviour, seen)) = state.devices.get_mut(device.as_str()) else {
         return HttpResponse::NotFound().finish();
@@ -334,7 +344,7 @@ async fn receive(
         Behaviour::Accept => 201,
         Behaviour::Always(s) => s,
         Behaviour::FailFirst(s, n) if *seen <= n => s,
-        Behaviour::FailFirst(..) => 201,
+        Behaviour::FailFirst(..) | Behaviour::Hang => 201,
     };
     if status != 201 {
         return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
