@@ -243,6 +243,25 @@ def test_duplicate_and_poison_events_have_no_second_effect(stack: Stack, trio):
     conn.close()
 
 
+def test_durable_and_retry_queues_dead_letter_at_least_once(stack: Stack):
+    """Quorum queues dead-letter at most once unless a policy says
+    otherwise; the stack's policy covers every durable queue and its retry
+    queues (a retry that expires during a failover is not lost)."""
+    rows = stack.rabbitmqctl("list_queues", "-p", stack.vhost, "name", "type", "policy").splitlines()
+    queues = {}
+    for row in rows:
+        parts = row.split("\t")
+        if len(parts) == 3:
+            queues[parts[0]] = (parts[1], parts[2])
+    covered = [q for q in queues if q.endswith(("notify-svc.chat", "notify-svc.auth", "chat-svc.users")) or ".retry." in q]
+    assert any(".retry." in q for q in covered), queues
+    for q in covered:
+        assert queues[q] == ("quorum", "at-least-once-dead-lettering"), (q, queues[q])
+    policies = stack.rabbitmqctl("list_policies", "-p", stack.vhost)
+    line = next(row for row in policies.splitlines() if "at-least-once-dead-lettering" in row)
+    assert '"dead-letter-strategy":"at-least-once"' in line and '"overflow":"reject-publish"' in line, line
+
+
 def test_producer_killed_between_commit_and_publish(stack: Stack, trio):
     """The broker is away, so the posts stay in chat-svc's outbox; chat-svc
     is then killed. Restarted, it relays them; a socket that reconnects
