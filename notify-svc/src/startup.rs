@@ -32,11 +32,13 @@ use crate::storage::subscriptions::Subscriptions;
 use crate::workers::digest::DigestWorker;
 use crate::workers::mailer::MailWorker;
 
-/// Deliveries each notify-svc consumer handles at once (of its prefetch of
-/// 32): a push endpoint that takes its whole 10 s timeout holds one slot,
-/// and everyone else's notifications go on. Every handler is independent of
-/// delivery order (competing consumers see events in any order anyway).
-const CONSUMER_CONCURRENCY: usize = 16;
+/// Chat events each notify-svc instance handles at once (of its prefetch
+/// of 32): a push endpoint that takes its whole 10 s timeout holds one
+/// slot, and everyone else's notifications go on. Chat events are handled
+/// in any order (competing consumers see them so anyway). Auth events stay
+/// one at a time: a user's verification and the security event right
+/// after it must be seen in that order by one instance.
+const CHAT_CONCURRENCY: usize = 16;
 
 pub struct Application(Running);
 
@@ -103,7 +105,11 @@ impl Application {
                 infra.metrics.clone(),
             )
             .with_schedule(schedule.clone())
-            .with_concurrency(CONSUMER_CONCURRENCY)
+            .with_concurrency(if queue.base_name == NOTIFY_SVC_CHAT.base_name {
+                CHAT_CONCURRENCY
+            } else {
+                1
+            })
             .with_idempotency(ProcessedEvents::new(&db));
             infra
                 .tasks
