@@ -338,6 +338,12 @@ fn embedded_names(embedded: &RwLock<Vec<String>>) -> Vec<String> {
     embedded.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// Marks the relay's commands on other collections (see
+/// `shared::storage::RELAY_COMMENT`).
+fn relay_comment() -> mongodb::bson::Bson {
+    mongodb::bson::Bson::String(shared::storage::RELAY_COMMENT.to_owned())
+}
+
 /// `outbox.createdAt` exists: served by the sparse index.
 fn carrying() -> Document {
     doc! { format!("{EMBEDDED_FIELD}.createdAt"): { "$gte": DateTime::MIN } }
@@ -353,6 +359,7 @@ async fn backlog(
         n += db
             .collection::<Document>(name)
             .count_documents(carrying())
+            .comment(relay_comment())
             .await?;
     }
     Ok(n)
@@ -510,6 +517,7 @@ impl OutboxRelay {
                 .collection::<Document>(name)
                 .find(doc! { format!("{EMBEDDED_FIELD}.createdAt"): { "$lt": cutoff } })
                 .projection(doc! { EMBEDDED_FIELD: 1 })
+                .comment(relay_comment())
                 .limit(BATCH as i64)
                 .await?
                 .try_collect()
@@ -610,6 +618,7 @@ async fn forget(
                 doc! { "_id": { "$in": docs } },
                 doc! { "$pull": { EMBEDDED_FIELD: { "_id": { "$in": events } } } },
             )
+            .comment(relay_comment())
             .await?;
     }
     Ok(())

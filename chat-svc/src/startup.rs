@@ -41,7 +41,9 @@ impl Application {
         let users = Users::new(&db);
         let chats = Chats::new(&db);
         let messages = Messages::new(&db);
-        infra.messaging.outbox.embed_in(Messages::COLLECTION);
+        for carrier in [Messages::COLLECTION, Chats::COLLECTION, Chats::MARKERS] {
+            infra.messaging.outbox.embed_in(carrier);
+        }
         let blocks = Blocks::new(&db);
         let revocations = Revocations::new(&db);
         let timeline = Timeline::new(infra.redis.clone(), &common.redis_prefix);

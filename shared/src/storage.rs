@@ -60,14 +60,24 @@ fn count_command(metrics: &Metrics, name: &str, command: &Document) {
     if IGNORED.contains(&name) {
         return;
     }
-    // The first field of a data command names its collection (`find: "chats"`).
-    let collection = command
-        .iter()
-        .next()
-        .and_then(|(_, v)| v.as_str())
-        .unwrap_or("-");
+    // The first field of a data command names its collection (`find: "chats"`);
+    // the outbox relay's reads and clean-ups of documents that carry events
+    // count as `outbox` work, not as reads of those collections.
+    let collection = if command.get_str("comment") == Ok(RELAY_COMMENT) {
+        "outbox"
+    } else {
+        command
+            .iter()
+            .next()
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or("-")
+    };
     metrics.db(collection, name);
 }
+
+/// The `comment` the outbox relay puts on its commands, so that metrics
+/// tell its background work from the requests' reads.
+pub const RELAY_COMMENT: &str = "outbox relay";
 
 /// True when the error means "MongoDB is unreachable" (503), not a bug (500).
 pub fn is_unavailable(e: &mongodb::error::Error) -> bool {

@@ -454,23 +454,13 @@ impl ChatService {
         if self.blocks.has_blocked(other, user).await? {
             return Err(ApiError::Forbidden);
         }
-        let (chat, created) = self
-            .chats
-            .get_or_create_direct(user, other, new_id())
-            .await?;
-        if created {
-            let snap = chat.snapshot();
-            self.record(
-                &chat.id,
-                rid,
-                |cursors| ChatCreated {
-                    chat: snap.clone(),
-                    cursors,
-                },
-                Event::ChatCreated,
-            )
-            .await?;
-        }
+        let (chat, created) = match self.chats.find_direct(user, other).await? {
+            Some(chat) => (chat, false),
+            None => {
+                self.store_new_chat(Chats::new_direct(user, other, new_id()), rid)
+                    .await?
+            }
+        };
         Ok((self.view(&chat, user).await?, created))
     }
 
@@ -500,21 +490,9 @@ impl ChatService {
             ));
         }
         self.check_group_adds(user, &members).await?;
-        let chat = self
-            .chats
-            .create_group(new_id(), name, user, members)
+        let (chat, _) = self
+            .store_new_chat(Chats::new_group(new_id(), name, user, members), rid)
             .await?;
-        let snap = chat.snapshot();
-        self.record(
-            &chat.id,
-            rid,
-            |cursors| ChatCreated {
-                chat: snap.clone(),
-                cursors,
-            },
-            Event::ChatCreated,
-        )
-        .await?;
         self.view(&chat, user).await
     }
 
@@ -736,12 +714,19 @@ impl ChatService {
             cursors,
         };
         let ((message, created), recipients) = self
-            .write_with_event(chat_id, rid, event, Event::MessageCreated, |entry| async {
-                // On a retry the first attempt stored the message and its event.
-                let (message, created) = self.messages.insert(doc, entry).await?;
-                let carrier = created.then(|| message.id.clone());
-                Ok(((message, created), carrier))
-            })
+            .write_with_event(
+                chat_id,
+                rid,
+                Messages::COLLECTION,
+                event,
+                Event::MessageCreated,
+                |entry| async {
+                    // On a retry the first attempt stored the message and its event.
+                    let (message, created) = self.messages.insert(doc, entry).await?;
+                    let carrier = created.then(|| message.id.clone());
+                    Ok(((message, created), carrier))
+                },
+            )
             .await?;
         // Also on a retry, whose first attempt may have stopped before it.
         self.chats.touch(chat_id, &message.id).await?;
@@ -749,16 +734,17 @@ impl ChatService {
         Ok((MessageView::from(&snapshot(&message, sender)), created))
     }
 
-    /// Writes a message change and its event as one document write (see
+    /// Writes a change and its event as one document write (see
     /// `broker::outbox`). The frames go into the timelines first, so that the
     /// event can carry their cursors; `write` stores the staged event in the
-    /// message and says which message carries it (`None`: it stored
-    /// nothing new, and the frames are taken back). Returns what `write`
-    /// returned and the frames' recipients.
+    /// changed document of `collection` and says which document carries it
+    /// (`None`: it stored nothing new, and the frames are taken back).
+    /// Returns what `write` returned and the frames' recipients.
     async fn write_with_event<E, T, W, Fut>(
         &self,
         chat_id: &str,
         rid: &str,
+        collection: &str,
         event: impl Fn(Cursors) -> E,
         wrap: fn(E) -> Event,
         write: W,
@@ -782,14 +768,49 @@ impl ChatService {
             }
         };
         match carrier {
-            Some(message_id) => {
-                broker::outbox::failpoint("chat.message.inserted");
-                self.outbox
-                    .committed(staged, Messages::COLLECTION, &message_id);
+            Some(doc_id) => {
+                broker::outbox::failpoint("chat.event.stored");
+                self.outbox.committed(staged, collection, &doc_id);
             }
             None => self.timeline.retract(&cursors).await,
         }
         Ok((out, recipients))
+    }
+
+    /// A new chat: its documents and the recipients' chat lists are stale.
+    async fn bump_for_chat(&self, chat_id: &str, recipients: &[String]) {
+        let mut generations = vec![chat_generation(chat_id), members_generation(chat_id)];
+        generations.extend(recipients.iter().map(|u| user_generation(u)));
+        self.cache.bump(&generations).await;
+    }
+
+    /// Stores a new chat with its `chat.created` event in one write:
+    /// `(chat, created)`.
+    async fn store_new_chat(&self, chat: ChatDoc, rid: &str) -> Result<(ChatDoc, bool), ApiError> {
+        let snap = chat.snapshot();
+        let id = chat.id.clone();
+        let event = |cursors| ChatCreated {
+            chat: snap.clone(),
+            cursors,
+        };
+        let ((chat, created), recipients) = self
+            .write_with_event(
+                &id,
+                rid,
+                Chats::COLLECTION,
+                event,
+                Event::ChatCreated,
+                |entry| async {
+                    let (chat, created) = self.chats.insert(chat, entry).await?;
+                    let carrier = created.then(|| chat.id.clone());
+                    Ok(((chat, created), carrier))
+                },
+            )
+            .await?;
+        if created {
+            self.bump_for_chat(&chat.id, &recipients).await;
+        }
+        Ok((chat, created))
     }
 
     /// A message changed: the chat and the recipients' chat lists are stale.
@@ -924,8 +945,15 @@ impl ChatService {
                 message: snap.clone(),
                 cursors,
             };
-            self.write_with_event(chat_id, rid, event, Event::MessageUpdated, stored)
-                .await?
+            self.write_with_event(
+                chat_id,
+                rid,
+                Messages::COLLECTION,
+                event,
+                Event::MessageUpdated,
+                stored,
+            )
+            .await?
         } else {
             let event = |cursors| MessageDeleted {
                 chat_id: chat_id.to_owned(),
@@ -933,8 +961,15 @@ impl ChatService {
                 message: snap.clone(),
                 cursors,
             };
-            self.write_with_event(chat_id, rid, event, Event::MessageDeleted, stored)
-                .await?
+            self.write_with_event(
+                chat_id,
+                rid,
+                Messages::COLLECTION,
+                event,
+                Event::MessageDeleted,
+                stored,
+            )
+            .await?
         };
         if !found {
             return Err(ApiError::NotFound);
@@ -955,21 +990,31 @@ impl ChatService {
             .get(chat_id, message_id)
             .await?
             .ok_or(ApiError::NotFound)?;
-        if self.chats.set_read(chat_id, user, message_id).await? {
-            let members = chat.member_ids.clone();
-            self.record(
+        let event = |cursors| ReadMarked {
+            chat_id: chat_id.to_owned(),
+            user_id: user.to_owned(),
+            message_id: message_id.to_owned(),
+            member_ids: chat.member_ids.clone(),
+            cursors,
+        };
+        let (moved, recipients) = self
+            .write_with_event(
                 chat_id,
                 rid,
-                |cursors| ReadMarked {
-                    chat_id: chat_id.to_owned(),
-                    user_id: user.to_owned(),
-                    message_id: message_id.to_owned(),
-                    member_ids: members.clone(),
-                    cursors,
-                },
+                Chats::MARKERS,
+                event,
                 Event::ReadMarked,
+                |entry| async {
+                    let moved = self
+                        .chats
+                        .set_read(chat_id, user, message_id, entry)
+                        .await?;
+                    Ok((moved, moved.then(|| Chats::marker_key(chat_id, user))))
+                },
             )
             .await?;
+        if moved {
+            self.bump_for_message(chat_id, &recipients).await;
         }
         Ok(())
     }

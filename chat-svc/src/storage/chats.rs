@@ -2,11 +2,14 @@
 //! reads a chat for a user filters on membership, so a non-member simply
 //! finds nothing (404).
 
+use broker::outbox::EMBEDDED_FIELD;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+
+use super::messages::InsertError;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,10 +60,14 @@ pub fn direct_key(a: &str, b: &str) -> String {
 }
 
 impl Chats {
+    /// Both collections also carry the events of their changes.
+    pub const COLLECTION: &'static str = "chats";
+    pub const MARKERS: &'static str = "read_markers";
+
     pub fn new(db: &Database) -> Self {
         Self {
-            chats: db.collection("chats"),
-            markers: db.collection("read_markers"),
+            chats: db.collection(Self::COLLECTION),
+            markers: db.collection(Self::MARKERS),
         }
     }
 
@@ -80,63 +87,53 @@ impl Chats {
                     .build(),
             )
             .await?;
+        self.chats
+            .create_index(broker::outbox::carrier_index())
+            .await?;
+        self.markers
+            .create_index(broker::outbox::carrier_index())
+            .await?;
         Ok(())
     }
 
-    /// The one chat of a pair: `(chat, created)`.
-    pub async fn get_or_create_direct(
+    /// The one chat of a pair, if it exists.
+    pub async fn find_direct(
         &self,
         a: &str,
         b: &str,
-        new_id: String,
-    ) -> Result<(ChatDoc, bool), mongodb::error::Error> {
-        let key = direct_key(a, b);
-        if let Some(chat) = self.chats.find_one(doc! { "pairKey": &key }).await? {
-            return Ok((chat, false));
-        }
+    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
+        self.chats
+            .find_one(doc! { "pairKey": direct_key(a, b) })
+            .await
+    }
+
+    /// A new 1:1 chat document (not stored yet).
+    pub fn new_direct(a: &str, b: &str, id: String) -> ChatDoc {
         let now = DateTime::now();
         let mut members = vec![a.to_owned(), b.to_owned()];
         members.dedup();
-        let chat = ChatDoc {
-            id: new_id,
+        ChatDoc {
+            id,
             is_group: false,
             name: None,
             member_ids: members.clone(),
             admin_ids: members,
-            pair_key: key.clone(),
+            pair_key: direct_key(a, b),
             created_at: now,
             updated_at: now,
             last_activity_at: now,
             latest_message_id: None,
             version: 1,
-        };
-        match self.chats.insert_one(&chat).await {
-            Ok(_) => Ok((chat, true)),
-            Err(e) if broker::outbox::is_duplicate_key(&e) => {
-                let existing = self.chats.find_one(doc! { "pairKey": &key }).await?;
-                match existing {
-                    // Our own insert, applied by a retried attempt.
-                    Some(c) if c.id == chat.id => Ok((chat, true)),
-                    Some(c) => Ok((c, false)),
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
         }
     }
 
-    pub async fn create_group(
-        &self,
-        id: String,
-        name: String,
-        creator: &str,
-        mut members: Vec<String>,
-    ) -> Result<ChatDoc, mongodb::error::Error> {
+    /// A new group document (not stored yet); the creator is its admin.
+    pub fn new_group(id: String, name: String, creator: &str, mut members: Vec<String>) -> ChatDoc {
         if !members.iter().any(|m| m == creator) {
             members.insert(0, creator.to_owned());
         }
         let now = DateTime::now();
-        let chat = ChatDoc {
+        ChatDoc {
             pair_key: format!("group:{id}"),
             id,
             is_group: true,
@@ -148,9 +145,40 @@ impl Chats {
             last_activity_at: now,
             latest_message_id: None,
             version: 1,
-        };
-        broker::outbox::fresh_insert(self.chats.insert_one(&chat).await)?;
-        Ok(chat)
+        }
+    }
+
+    /// Stores a new chat carrying `event` (a staged outbox entry) in one
+    /// write: `(chat, created)`. The pair key is unique, so of two racing
+    /// 1:1 creations the first wins and the other gets its chat.
+    pub async fn insert(
+        &self,
+        chat: ChatDoc,
+        event: Document,
+    ) -> Result<(ChatDoc, bool), InsertError> {
+        let mut carrying = mongodb::bson::to_document(&chat)?;
+        carrying.insert(EMBEDDED_FIELD, vec![event]);
+        let inserted = self
+            .chats
+            .clone_with_type::<Document>()
+            .insert_one(carrying)
+            .await;
+        match inserted {
+            Ok(_) => Ok((chat, true)),
+            Err(e) if broker::outbox::is_duplicate_key(&e) => {
+                let existing = self
+                    .chats
+                    .find_one(doc! { "pairKey": &chat.pair_key })
+                    .await?;
+                match existing {
+                    // Our own insert, applied by a retried attempt.
+                    Some(c) if c.id == chat.id => Ok((chat, true)),
+                    Some(c) => Ok((c, false)),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The chat; callers check membership on it.
@@ -236,23 +264,29 @@ impl Chats {
         Ok(())
     }
 
-    fn marker_key(chat_id: &str, user: &str) -> String {
+    pub fn marker_key(chat_id: &str, user: &str) -> String {
         format!("{chat_id}:{user}")
     }
 
-    /// Moves the read marker forward only (ids are time-ordered).
+    /// Moves the read marker forward only (ids are time-ordered); the
+    /// marker carries `event` (a staged outbox entry) in the same write.
+    /// `false`: the marker was already there or further.
     pub async fn set_read(
         &self,
         chat_id: &str,
         user: &str,
         message_id: &str,
+        event: Document,
     ) -> Result<bool, mongodb::error::Error> {
         let key = Self::marker_key(chat_id, user);
         let result = self
             .markers
             .update_one(
                 doc! { "_id": &key, "messageId": { "$lt": message_id } },
-                doc! { "$set": { "messageId": message_id, "chatId": chat_id, "userId": user, "at": DateTime::now() } },
+                doc! {
+                    "$set": { "messageId": message_id, "chatId": chat_id, "userId": user, "at": DateTime::now() },
+                    "$push": { EMBEDDED_FIELD: event },
+                },
             )
             .upsert(true)
             .await;

@@ -1,5 +1,5 @@
 //! A chat-svc process killed between storing a message and handing its
-//! event to the relay (the `chat.message.inserted` failpoint aborts it
+//! event to the relay (the `chat.event.stored` failpoint aborts it
 //! there, as SIGKILL would). The message and its event were one write, so
 //! the survivor's relay sweep publishes it: exactly once on the broker and
 //! on a member's socket, whether the client retried or not.
@@ -19,9 +19,7 @@ const RECOVERY: Duration = Duration::from_secs(30);
 
 /// Posts to an instance that aborts after the insert; the request fails.
 async fn post_and_crash(t: &TestChat, alice: &User, chat: &str, client_msg_id: &str) {
-    let mut process = t
-        .process(json!({"failpoint": "chat.message.inserted"}))
-        .await;
+    let mut process = t.process(json!({"failpoint": "chat.event.stored"})).await;
     let sent = t
         .client
         .post(format!("{}/api/chat/{chat}/messages", process.address))
@@ -132,9 +130,7 @@ async fn an_edit_stored_by_a_crashed_instance_is_published_once() {
     let mut bob_socket = t.socket(0, &bob).await;
     let mut spy = t.spy("chat.message.updated").await;
 
-    let mut process = t
-        .process(json!({"failpoint": "chat.message.inserted"}))
-        .await;
+    let mut process = t.process(json!({"failpoint": "chat.event.stored"})).await;
     let edited = t
         .client
         .patch(format!("{}/api/chat/{chat}/messages/{id}", process.address))
@@ -164,4 +160,82 @@ async fn an_edit_stored_by_a_crashed_instance_is_published_once() {
         .await
         .unwrap();
     assert_eq!(history["messages"][0]["content"], "second text");
+}
+
+/// Every event on `spy` until 3 s pass without one, or [`RECOVERY`] ends.
+async fn drain(spy: &mut lapin::Consumer) -> Vec<Value> {
+    let mut events = Vec::new();
+    let deadline = Instant::now() + RECOVERY;
+    while Instant::now() < deadline {
+        let wait = if events.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3)
+        };
+        match tokio::time::timeout(wait, spy.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                events.push(serde_json::from_slice(&delivery.data).expect("event JSON"))
+            }
+            _ => break,
+        }
+    }
+    events
+}
+
+/// A request to a process that aborts once the change is stored.
+async fn crash_on(t: &TestChat, user: &User, path: &str, body: Value) {
+    let mut process = t.process(json!({"failpoint": "chat.event.stored"})).await;
+    let sent = t
+        .client
+        .post(format!("{}{path}", process.address))
+        .bearer_auth(&user.token)
+        .json(&body)
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the process answered instead of crashing: {sent:?}"
+    );
+    assert!(!process.child.wait().await.expect("reaped").success());
+}
+
+#[tokio::test]
+async fn a_read_marker_and_a_new_group_stored_by_a_crashed_instance_are_published_once() {
+    let t = spawn(1).await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let chat = t.group(&alice, "crash", &[&bob]).await;
+    let sent = t.send(0, &alice, &chat, "read me").await;
+    let message = sent["id"].as_str().unwrap().to_owned();
+
+    let mut reads = t.spy("chat.read").await;
+    crash_on(
+        &t,
+        &bob,
+        &format!("/api/chat/{chat}/read"),
+        json!({"messageId": message}),
+    )
+    .await;
+    let events = drain(&mut reads).await;
+    assert_eq!(events.len(), 1, "one chat.read: {events:?}");
+    assert_eq!(events[0]["data"]["messageId"], message.as_str());
+
+    let mut created = t.spy("chat.created").await;
+    crash_on(
+        &t,
+        &alice,
+        "/api/chat/group",
+        json!({"name": "after the crash", "memberIds": [bob.id]}),
+    )
+    .await;
+    let events = drain(&mut created).await;
+    assert_eq!(events.len(), 1, "one chat.created: {events:?}");
+    let list: Value = t.get(0, "/api/chat", &bob).await.json().await.unwrap();
+    let named = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "after the crash")
+        .count();
+    assert_eq!(named, 1, "the group exists once: {list}");
 }
