@@ -39,6 +39,9 @@ impl Application {
             &common.redis_prefix,
             infra.metrics.clone(),
         );
+        for carrier in crate::events::CARRIERS {
+            infra.messaging.outbox.embed_in(carrier);
+        }
         let users = Users::new(&infra.db, cache.clone());
         let sessions = Sessions::new(&infra.db, cache);
         let devices = DeviceTokens::new(&infra.db);

@@ -47,6 +47,7 @@ pub fn user_error(e: UserError) -> ApiError {
     match e {
         UserError::Taken(field) => ApiError::Conflict(format!("this {field} is already taken")),
         UserError::Db(e) => e.into(),
+        UserError::Encode(e) => ApiError::Unexpected(e.into()),
     }
 }
 

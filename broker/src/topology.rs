@@ -174,8 +174,12 @@ impl Topology {
         format!("{queue}.retry.{}ms", delay.as_millis())
     }
 
-    pub fn fanout_queue(&self, instance_id: &str) -> String {
-        format!("{}chat-svc.fanout.{instance_id}", self.prefix)
+    /// The fan-out queue of one chat-svc process. `incarnation` is drawn
+    /// per process: an instance restarted with the same id right after a
+    /// SIGKILL never meets the exclusive queue of its predecessor, which the
+    /// broker keeps until it notices the old connection is dead.
+    pub fn fanout_queue(&self, instance_id: &str, incarnation: &str) -> String {
+        format!("{}chat-svc.fanout.{instance_id}.{incarnation}", self.prefix)
     }
 
     /// Exchanges and the system's durable queues with their dead-letter queues.
@@ -267,8 +271,9 @@ impl Topology {
         &self,
         channel: &Channel,
         instance_id: &str,
+        incarnation: &str,
     ) -> lapin::Result<String> {
-        let name = self.fanout_queue(instance_id);
+        let name = self.fanout_queue(instance_id, incarnation);
         channel
             .queue_declare(
                 &name,

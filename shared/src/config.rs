@@ -85,6 +85,29 @@ pub const COMMON_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
 ];
 
+/// `<service>-<host>-<random>`: unique per process in any deployment. A
+/// pid is not (every container is pid 1), and two replicas sharing an id
+/// would share presence entries and leases. Set `INSTANCE_ID` only to a
+/// value no other live replica has.
+fn default_instance_id(service: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    let host = if host.is_empty() {
+        "host".to_owned()
+    } else {
+        host
+    };
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{service}-{host}-{suffix}")
+}
+
 /// Defaults of the common keys for one service; a service adds its own.
 pub fn common_defaults(service: &str, port: u16) -> serde_json::Value {
     serde_json::json!({
@@ -98,7 +121,7 @@ pub fn common_defaults(service: &str, port: u16) -> serde_json::Value {
         "amqp_prefix": "",
         "amqp_queue_type": "quorum",
         "amqp_queue_expires_secs": 0,
-        "instance_id": format!("{service}-{}", std::process::id()),
+        "instance_id": default_instance_id(service),
         "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
         "trusted_proxies": ["127.0.0.1"],
         "jwt_public_key_file": ".dev/keys/jwt-public.pem",
@@ -375,5 +398,16 @@ mod tests {
         d["mongodb_uri"] = serde_json::json!("mongodb://user:hunter2@db");
         let t = load(d).unwrap();
         assert!(!format!("{t:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn replicas_with_identical_environments_get_distinct_instance_ids() {
+        // Two replicas of one image: same host name when both are pid 1 in
+        // their containers, same environment. Their defaults still differ.
+        let a = load(common_defaults("chat-svc", 8082)).unwrap().instance_id;
+        let b = load(common_defaults("chat-svc", 8082)).unwrap().instance_id;
+        assert_ne!(a, b);
+        assert!(a.starts_with("chat-svc-"), "{a}");
+        assert!(!a.ends_with(&format!("-{}", std::process::id())), "{a}");
     }
 }

@@ -1,32 +1,88 @@
-//! Events auth-svc publishes. Each is written to the outbox right after the
-//! state change it describes and before the response, then relayed to
-//! `auth.events` (see `broker::outbox`).
+//! Events auth-svc publishes. Each travels inside the document whose change
+//! it describes, stored by the same single-document write ([`Carried`]),
+//! and is relayed from there to `auth.events` (see `broker::outbox`): a
+//! crash after the write cannot lose it, and no event goes out for a
+//! change that was not stored.
 
 use broker::events::auth::{
     EmailVerificationRequested, SessionRevoked, UserRegistered, UserUpdated,
 };
+use broker::outbox::{OutboxError, Staged};
 use broker::{EventPayload, Outbox};
+use mongodb::bson::Document;
 use shared::ApiError;
 
 use crate::storage::rfc3339;
 use crate::storage::sessions::SessionDoc;
 use crate::storage::users::UserDoc;
 
-/// Writes one event for `aggregate` (a user id) to the outbox.
-pub async fn record<E: EventPayload>(
-    outbox: &Outbox,
-    aggregate: &str,
-    correlation_id: &str,
-    event: E,
-) -> Result<(), ApiError> {
-    outbox
-        .enqueue(aggregate, Some(correlation_id), event)
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            broker::outbox::OutboxError::Store(db) => ApiError::from(db),
-            other => ApiError::Unexpected(other.into()),
-        })
+/// The collections whose documents carry their events; registered with
+/// the relay at start-up.
+pub const CARRIERS: [&str; 2] = [
+    crate::storage::users::Users::COLLECTION,
+    crate::storage::sessions::Sessions::COLLECTION,
+];
+
+/// Tries of a read-then-conditional-write that keeps meeting another change.
+pub const CHANGE_ATTEMPTS: usize = 5;
+
+fn outbox_error(e: OutboxError) -> ApiError {
+    match e {
+        OutboxError::Store(db) => ApiError::from(db),
+        other => ApiError::Unexpected(other.into()),
+    }
+}
+
+/// The events one write stores in the document it changes: staged before
+/// the write, whose update carries [`Carried::entries`], and handed to the
+/// relay by [`Carried::committed`] once it is done.
+pub struct Carried<'a> {
+    outbox: &'a Outbox,
+    correlation_id: &'a str,
+    staged: Vec<Staged>,
+}
+
+impl<'a> Carried<'a> {
+    pub fn new(outbox: &'a Outbox, correlation_id: &'a str) -> Self {
+        Self {
+            outbox,
+            correlation_id,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Adds one event for `aggregate` (a user id); published in the order added.
+    pub fn with<E: EventPayload>(mut self, aggregate: &str, event: E) -> Result<Self, ApiError> {
+        let staged = self
+            .outbox
+            .stage(aggregate, Some(self.correlation_id), event)
+            .map_err(outbox_error)?;
+        self.staged.push(staged);
+        Ok(self)
+    }
+
+    /// The entries for the document's `outbox` array.
+    pub fn entries(&self) -> Result<Vec<Document>, ApiError> {
+        self.staged
+            .iter()
+            .map(|s| s.entry().map_err(outbox_error))
+            .collect()
+    }
+
+    /// The id of the first event: finding it in a document proves that a
+    /// write which matched nothing on its retry had gone in the first time.
+    pub fn marker(&self) -> Option<&str> {
+        self.staged.first().map(Staged::id)
+    }
+
+    /// The write stored the events in document `doc_id` of `collection`:
+    /// relay them now (or, if this process dies first, the sweep does).
+    pub fn committed(self, collection: &str, doc_id: &str) {
+        broker::outbox::failpoint("auth.event.stored");
+        for staged in self.staged {
+            self.outbox.committed(staged, collection, doc_id);
+        }
+    }
 }
 
 pub fn user_registered(user: &UserDoc) -> UserRegistered {
@@ -70,20 +126,10 @@ pub fn verification_requested(user: &UserDoc, token: String) -> EmailVerificatio
     }
 }
 
-/// One `auth.session.revoked` per session this request revoked.
-pub async fn sessions_revoked(
-    outbox: &Outbox,
-    correlation_id: &str,
-    sessions: &[SessionDoc],
-    reason: &str,
-) -> Result<(), ApiError> {
-    for s in sessions {
-        let event = SessionRevoked {
-            user_id: s.user_id.clone(),
-            session_id: s.id.clone(),
-            reason: reason.to_owned(),
-        };
-        record(outbox, &s.user_id, correlation_id, event).await?;
+pub fn session_revoked(session: &SessionDoc, reason: &str) -> SessionRevoked {
+    SessionRevoked {
+        user_id: session.user_id.clone(),
+        session_id: session.id.clone(),
+        reason: reason.to_owned(),
     }
-    Ok(())
 }

@@ -16,12 +16,12 @@ use crate::domain::credentials::{check_display_name, check_password, Email, User
 use crate::domain::password::HashKey;
 use crate::domain::tokens::{ACCESS_TTL_SECS, MFA_TTL_SECS};
 use crate::domain::totp;
-use crate::events;
-use crate::routes::{ip, user_agent};
+use crate::events::{self, Carried};
+use crate::routes::{ip, sessions, user_agent};
 use crate::state::{hash_error, issuer_error, user_error, AppState};
 use crate::storage::now;
-use crate::storage::sessions::Rotation;
-use crate::storage::users::{EmailVerification, MfaState, OwnUser, UserDoc};
+use crate::storage::sessions::{Rotation, Sessions};
+use crate::storage::users::{EmailVerification, MfaState, OwnUser, UserDoc, Users};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -125,14 +125,9 @@ async fn open_session(
 ) -> Result<Tokens, ApiError> {
     let ua = user_agent(req);
     let ip = ip(req, state);
-    let (session, refresh_token) = state
-        .sessions
-        .create(&user.id, ua.clone(), ip.clone())
-        .await?;
-    let access_token = state
-        .issuer
-        .access(&user.id, &session.id)
-        .map_err(issuer_error)?;
+    let session = Sessions::open(&user.id, ua.clone(), ip.clone());
+    let mut carried = Carried::new(&state.outbox, &rid.0);
+    // Recorded on every session (registration too), announced on logins.
     let new_device = state
         .sessions
         .is_new_device(&user.id, ua.as_deref(), ip.as_deref())
@@ -145,8 +140,14 @@ async fn open_session(
             user_agent: ua,
             new_device,
         };
-        events::record(&state.outbox, &user.id, &rid.0, event).await?;
+        carried = carried.with(&user.id, event)?;
     }
+    let refresh_token = state.sessions.create(&session, carried.entries()?).await?;
+    carried.committed(Sessions::COLLECTION, &session.id);
+    let access_token = state
+        .issuer
+        .access(&user.id, &session.id)
+        .map_err(issuer_error)?;
     let device_token = state.devices.keep_or_issue(&user.id, device_token).await?;
     tracing::info!(user.id = %user.id, session.id = %session.id, "session opened");
     Ok(Tokens {
@@ -220,21 +221,18 @@ pub async fn register(
         email_verified: false,
         email_verification: Some(verification),
     };
-    state.users.insert(&user).await.map_err(user_error)?;
-    events::record(
-        &state.outbox,
-        &user.id,
-        &rid.0,
-        events::user_registered(&user),
-    )
-    .await?;
-    events::record(
-        &state.outbox,
-        &user.id,
-        &rid.0,
-        events::verification_requested(&user, verification_token),
-    )
-    .await?;
+    let carried = Carried::new(&state.outbox, &rid.0)
+        .with(&user.id, events::user_registered(&user))?
+        .with(
+            &user.id,
+            events::verification_requested(&user, verification_token),
+        )?;
+    state
+        .users
+        .insert(&user, carried.entries()?)
+        .await
+        .map_err(user_error)?;
+    carried.committed(Users::COLLECTION, &user.id);
     tracing::info!(user.id = %user.id, "account registered");
     let tokens = open_session(&state, &req, &rid, &user, false, None).await?;
     Ok(HttpResponse::Created().json(tokens))
@@ -304,12 +302,16 @@ pub async fn login(
 
 /// The second factor, checked and consumed atomically. `Ok(Some(n))` when a
 /// recovery code was used (n left), `Ok(None)` for a TOTP code.
+/// Checks a TOTP code or a recovery code against the account's limit. A
+/// recovery code is used up by the same write that carries its
+/// `auth.recovery_code.used`.
 pub async fn check_second_factor(
     state: &AppState,
+    rid: &RequestId,
     user: &UserDoc,
     code: Option<&str>,
     recovery_code: Option<&str>,
-) -> Result<Option<u32>, ApiError> {
+) -> Result<(), ApiError> {
     if code.is_some() == recovery_code.is_some() {
         return Err(ApiError::validation(
             "code",
@@ -326,19 +328,39 @@ pub async fn check_second_factor(
                 .and_then(|sealed| state.secrets.open(sealed, &user.id).ok());
             let now_secs = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default();
             match secret.and_then(|s| totp::matching_step(&s, code, now_secs)) {
-                Some(step) => state
-                    .users
-                    .consume_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX))
-                    .await?
-                    .then_some(None),
-                None => None,
+                Some(step) => {
+                    state
+                        .users
+                        .consume_step(&user.id, i64::try_from(step).unwrap_or(i64::MAX))
+                        .await?
+                }
+                None => false,
             }
         }
-        (None, Some(recovery)) => state
-            .users
-            .consume_recovery_code(&user.id, &state.secrets.code_hash(recovery))
-            .await?
-            .map(Some),
+        (None, Some(recovery)) => {
+            // As read with the account: two codes used at the same moment
+            // may both report the same count.
+            let remaining =
+                u32::try_from(user.mfa.recovery_codes.len().saturating_sub(1)).unwrap_or(u32::MAX);
+            let event = RecoveryCodeUsed {
+                user_id: user.id.clone(),
+                remaining,
+            };
+            let carried = Carried::new(&state.outbox, &rid.0).with(&user.id, event)?;
+            let used = state
+                .users
+                .consume_recovery_code(
+                    &user.id,
+                    &state.secrets.code_hash(recovery),
+                    carried.entries()?,
+                    carried.marker(),
+                )
+                .await?;
+            if used {
+                carried.committed(Users::COLLECTION, &user.id);
+            }
+            used
+        }
         _ => {
             return Err(ApiError::validation(
                 "code",
@@ -346,13 +368,12 @@ pub async fn check_second_factor(
             ));
         }
     };
-    match accepted {
-        Some(outcome) => {
-            attempt.refund().await;
-            Ok(outcome)
-        }
+    if accepted {
+        attempt.refund().await;
+        Ok(())
+    } else {
         // The attempt stays counted.
-        None => Err(ApiError::Unauthorized),
+        Err(ApiError::Unauthorized)
     }
 }
 
@@ -382,15 +403,16 @@ pub async fn login_mfa(
     {
         return Err(ApiError::Unauthorized);
     }
-    let used = match check_second_factor(
+    match check_second_factor(
         &state,
+        &rid,
         &user,
         body.code.as_deref(),
         body.recovery_code.as_deref(),
     )
     .await
     {
-        Ok(used) => used,
+        Ok(()) => {}
         // A wrong code keeps the token's attempt; anything that was not a
         // check (the account's limit, a malformed body) gives it back.
         Err(ApiError::Unauthorized) => return Err(ApiError::Unauthorized),
@@ -402,13 +424,6 @@ pub async fn login_mfa(
             return Err(e);
         }
     };
-    if let Some(remaining) = used {
-        let event = RecoveryCodeUsed {
-            user_id: user.id.clone(),
-            remaining,
-        };
-        events::record(&state.outbox, &user.id, &rid.0, event).await?;
-    }
     if !state.sessions.consume_challenge(&claims.jti).await? {
         return Err(ApiError::Unauthorized);
     }
@@ -451,9 +466,9 @@ pub async fn refresh(
         }
         Rotation::Reused { session } => {
             if let Some(session) = session {
-                tracing::warn!(user.id = %session.user_id, session.id = %session.id, "refresh token reused; session revoked");
-                events::sessions_revoked(&state.outbox, &rid.0, &[session], "refresh_token_reused")
-                    .await?;
+                if sessions::revoke(&state, &rid, &session, "refresh_token_reused").await? {
+                    tracing::warn!(user.id = %session.user_id, session.id = %session.id, "refresh token reused; session revoked");
+                }
             }
             Err(ApiError::Unauthorized)
         }
@@ -468,8 +483,8 @@ pub async fn logout(
     rid: RequestId,
     caller: Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(session) = state.sessions.revoke(&caller.session_id, "logout").await? {
-        events::sessions_revoked(&state.outbox, &rid.0, &[session], "logout").await?;
+    if let Some(session) = state.sessions.get(&caller.session_id).await? {
+        sessions::revoke(&state, &rid, &session, "logout").await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -508,12 +523,18 @@ pub async fn change_password(
         .hash(&HashKey::user(&user.id), &body.new_password)
         .await
         .map_err(hash_error)?;
+    // The other sessions go first, each with its event: a crash in
+    // between leaves them revoked and the old password working, which a
+    // retry completes, never a new password with the old sessions alive.
+    let revoked = sessions::revoke_others(
+        &state,
+        &rid,
+        &user.id,
+        Some(&caller.session_id),
+        "password_changed",
+    )
+    .await?;
     state.users.set_password(&user.id, &hash).await?;
-    let revoked = state
-        .sessions
-        .revoke_others(&user.id, Some(&caller.session_id), "password_changed")
-        .await?;
-    events::sessions_revoked(&state.outbox, &rid.0, &revoked, "password_changed").await?;
-    tracing::info!(user.id = %user.id, revoked = revoked.len(), "password changed");
+    tracing::info!(user.id = %user.id, revoked, "password changed");
     Ok(HttpResponse::NoContent().finish())
 }

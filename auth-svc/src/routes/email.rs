@@ -11,9 +11,9 @@ use validator::Validate;
 
 use crate::checks::{self, account_key};
 use crate::domain::secrets::token_hash;
-use crate::events;
+use crate::events::{self, Carried, CHANGE_ATTEMPTS};
 use crate::state::AppState;
-use crate::storage::users::EmailVerification;
+use crate::storage::users::{EmailVerification, Users};
 
 #[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,14 +35,32 @@ pub async fn verify_email(
     rid: RequestId,
     body: ValidJson<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = state
-        .users
-        .verify_email(&token_hash(&body.token))
-        .await?
-        .ok_or_else(bad_token)?;
-    events::record(&state.outbox, &user.id, &rid.0, events::user_updated(&user)).await?;
-    tracing::info!(user.id = %user.id, "email verified");
-    Ok(HttpResponse::NoContent().finish())
+    let hash = token_hash(&body.token);
+    // Read, then one write conditional on the token and the version read:
+    // a racing redeem wins once; a racing profile change means reading again.
+    for _ in 0..CHANGE_ATTEMPTS {
+        let user = state
+            .users
+            .by_verification_token(&hash)
+            .await?
+            .ok_or_else(bad_token)?;
+        let mut after = user.clone();
+        after.email_verified = true;
+        after.email_verification = None;
+        after.profile_version += 1;
+        let carried =
+            Carried::new(&state.outbox, &rid.0).with(&user.id, events::user_updated(&after))?;
+        if state
+            .users
+            .redeem_verification(&after, &hash, carried.entries()?, carried.marker())
+            .await?
+        {
+            carried.committed(Users::COLLECTION, &user.id);
+            tracing::info!(user.id = %user.id, "email verified");
+            return Ok(HttpResponse::NoContent().finish());
+        }
+    }
+    Err(bad_token())
 }
 
 /// `POST /api/auth/email/verify/resend`: a fresh token (earlier ones stop
@@ -65,16 +83,17 @@ pub async fn resend_verification(
     // Taken before the mail is queued and never given back: each one mails.
     let _sent = checks::reserve(&state.verification_resends, &account_key(&user.id)).await?;
     let (pending, token) = EmailVerification::issue();
-    let Some(user) = state.users.renew_verification(&user.id, &pending).await? else {
-        // Verified meanwhile (a racing redeem): nothing to mail.
-        return Ok(HttpResponse::NoContent().finish());
-    };
-    events::record(
-        &state.outbox,
-        &user.id,
-        &rid.0,
-        events::verification_requested(&user, token),
-    )
-    .await?;
+    let mut after = user.clone();
+    after.email_verification = Some(pending.clone());
+    let carried = Carried::new(&state.outbox, &rid.0)
+        .with(&user.id, events::verification_requested(&after, token))?;
+    // `false`: verified meanwhile (a racing redeem), nothing to mail.
+    if state
+        .users
+        .renew_verification(&user.id, &pending, carried.entries()?, carried.marker())
+        .await?
+    {
+        carried.committed(Users::COLLECTION, &user.id);
+    }
     Ok(HttpResponse::NoContent().finish())
 }

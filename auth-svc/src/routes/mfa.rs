@@ -1,7 +1,7 @@
 //! TOTP set-up, enabling, disabling and recovery codes.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use broker::events::auth::{MfaDisabled, MfaEnabled, RecoveryCodeUsed};
+use broker::events::auth::{MfaDisabled, MfaEnabled};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use shared::auth::Authenticated;
@@ -13,10 +13,10 @@ use validator::Validate;
 
 use crate::checks::{self, account_key, check_own_password};
 use crate::domain::{secrets, totp};
-use crate::events;
+use crate::events::Carried;
 use crate::routes::auth::check_second_factor;
 use crate::state::AppState;
-use crate::storage::users::UserDoc;
+use crate::storage::users::{UserDoc, Users};
 
 const RECOVERY_CODES: usize = 10;
 
@@ -137,20 +137,14 @@ async fn reauthenticate(
     confirm_password(state, user, &body.password).await?;
     match check_second_factor(
         state,
+        rid,
         user,
         body.code.as_deref(),
         body.recovery_code.as_deref(),
     )
     .await
     {
-        Ok(Some(remaining)) => {
-            let event = RecoveryCodeUsed {
-                user_id: user.id.clone(),
-                remaining,
-            };
-            events::record(&state.outbox, &user.id, &rid.0, event).await
-        }
-        Ok(None) => Ok(()),
+        Ok(()) => Ok(()),
         Err(ApiError::Unauthorized) => {
             Err(ApiError::validation("code", "is wrong or already used"))
         }
@@ -245,24 +239,29 @@ pub async fn enable_totp(
     attempt.refund().await;
     let (codes, hashes) = new_recovery_codes(&state);
     let step = i64::try_from(step).unwrap_or(i64::MAX);
+    let carried = Carried::new(&state.outbox, &rid.0).with(
+        &user.id,
+        MfaEnabled {
+            user_id: user.id.clone(),
+        },
+    )?;
     if !state
         .users
-        .enable_mfa(&user.id, &pending, step, &hashes)
+        .enable_mfa(
+            &user.id,
+            &pending,
+            step,
+            &hashes,
+            carried.entries()?,
+            carried.marker(),
+        )
         .await?
     {
         return Err(ApiError::Conflict(
             "the pending secret changed; set up again".into(),
         ));
     }
-    events::record(
-        &state.outbox,
-        &user.id,
-        &rid.0,
-        MfaEnabled {
-            user_id: user.id.clone(),
-        },
-    )
-    .await?;
+    carried.committed(Users::COLLECTION, &user.id);
     tracing::info!(user.id = %user.id, "MFA enabled");
     Ok(HttpResponse::Ok().json(RecoveryCodes {
         recovery_codes: codes,
@@ -284,16 +283,18 @@ pub async fn disable_mfa(
         ));
     }
     reauthenticate(&state, &rid, &user, &body).await?;
-    if state.users.disable_mfa(&user.id).await? {
-        events::record(
-            &state.outbox,
-            &user.id,
-            &rid.0,
-            MfaDisabled {
-                user_id: user.id.clone(),
-            },
-        )
-        .await?;
+    let carried = Carried::new(&state.outbox, &rid.0).with(
+        &user.id,
+        MfaDisabled {
+            user_id: user.id.clone(),
+        },
+    )?;
+    if state
+        .users
+        .disable_mfa(&user.id, carried.entries()?, carried.marker())
+        .await?
+    {
+        carried.committed(Users::COLLECTION, &user.id);
         tracing::info!(user.id = %user.id, "MFA disabled");
     }
     Ok(HttpResponse::NoContent().finish())

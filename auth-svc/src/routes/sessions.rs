@@ -6,11 +6,47 @@ use shared::http::RequestId;
 use shared::openapi::Problem;
 use shared::ApiError;
 
-use crate::storage::sessions::SessionView;
-
-use crate::events;
+use crate::events::{self, Carried};
 use crate::state::AppState;
-use crate::storage::sessions::Sessions;
+use crate::storage::sessions::{SessionDoc, SessionView, Sessions};
+
+/// Revokes `session` with its `auth.session.revoked` in the same write;
+/// `true` when this call revoked it.
+pub async fn revoke(
+    state: &AppState,
+    rid: &RequestId,
+    session: &SessionDoc,
+    reason: &str,
+) -> Result<bool, ApiError> {
+    let carried = Carried::new(&state.outbox, &rid.0)
+        .with(&session.user_id, events::session_revoked(session, reason))?;
+    let revoked = state
+        .sessions
+        .revoke(session, reason, carried.entries()?, carried.marker())
+        .await?;
+    if revoked {
+        carried.committed(Sessions::COLLECTION, &session.id);
+    }
+    Ok(revoked)
+}
+
+/// Revokes every active session of `user_id` but `keep`, each with its
+/// event; returns how many this call revoked.
+pub async fn revoke_others(
+    state: &AppState,
+    rid: &RequestId,
+    user_id: &str,
+    keep: Option<&str>,
+    reason: &str,
+) -> Result<usize, ApiError> {
+    let mut revoked = 0;
+    for session in state.sessions.list_active(user_id).await? {
+        if Some(session.id.as_str()) != keep && revoke(state, rid, &session, reason).await? {
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
 
 /// `GET /api/auth/sessions`.
 #[utoipa::path(get, path = "/api/auth/sessions", tag = "sessions", responses((status = 200, body = [SessionView]), (status = 401, body = Problem)), security(("bearer" = [])))]
@@ -34,12 +70,12 @@ pub async fn revoke_session(
     caller: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = state.sessions.get(&id).await?;
-    if session.is_none_or(|s| s.user_id != caller.user_id) {
-        return Err(ApiError::NotFound);
-    }
-    if let Some(revoked) = state.sessions.revoke(&id, "revoked_by_user").await? {
-        events::sessions_revoked(&state.outbox, &rid.0, &[revoked], "revoked_by_user").await?;
-    }
+    let session = state
+        .sessions
+        .get(&id)
+        .await?
+        .filter(|s| s.user_id == caller.user_id)
+        .ok_or(ApiError::NotFound)?;
+    revoke(&state, &rid, &session, "revoked_by_user").await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -13,9 +13,9 @@ use validator::Validate;
 use crate::storage::users::{OwnUser, PublicProfile};
 
 use crate::domain::credentials::{check_avatar_url, check_bio, check_display_name};
-use crate::events;
+use crate::events::{self, Carried, CHANGE_ATTEMPTS};
 use crate::state::AppState;
-use crate::storage::users::ProfileChange;
+use crate::storage::users::{ProfileChange, Users};
 
 /// Absent fields stay; `null` clears `avatarUrl` and `bio`.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -94,13 +94,29 @@ pub async fn update_me(
         avatar_url: blank_to_none(body.avatar_url),
         bio: blank_to_none(body.bio),
     };
-    let user = state
-        .users
-        .update_profile(&caller.user_id, change)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    events::record(&state.outbox, &user.id, &rid.0, events::user_updated(&user)).await?;
-    Ok(HttpResponse::Ok().json(user.own()))
+    // Read, then one write conditional on the version read (so the event
+    // says exactly what was stored); a racing change means reading again.
+    for _ in 0..CHANGE_ATTEMPTS {
+        let user = state
+            .users
+            .by_id(&caller.user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let after = change.apply(&user);
+        let carried =
+            Carried::new(&state.outbox, &rid.0).with(&user.id, events::user_updated(&after))?;
+        if state
+            .users
+            .store_profile(&after, carried.entries()?, carried.marker())
+            .await?
+        {
+            carried.committed(Users::COLLECTION, &user.id);
+            return Ok(HttpResponse::Ok().json(after.own()));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the profile kept changing meanwhile; try again".into(),
+    ))
 }
 
 /// `GET /api/users/{id}`: the public profile.

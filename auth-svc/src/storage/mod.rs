@@ -10,7 +10,24 @@ pub mod devices;
 pub mod sessions;
 pub mod users;
 
-use mongodb::bson::DateTime;
+use broker::outbox::EMBEDDED_FIELD;
+use mongodb::bson::{doc, DateTime, Document};
+
+/// `update` that also appends `events` (staged outbox entries, see
+/// `crate::events::Carried`) to the document's `outbox` array.
+pub fn carrying(mut update: Document, events: Vec<Document>) -> Document {
+    if !events.is_empty() {
+        update.insert("$push", doc! { EMBEDDED_FIELD: { "$each": events } });
+    }
+    update
+}
+
+/// The filter of the document that carries event `marker`: a conditional
+/// write that matched nothing may have gone in on an attempt the driver
+/// retried (a server that does not deduplicate retried writes).
+pub fn carrier_of(id: &str, marker: &str) -> Document {
+    doc! { "_id": id, format!("{EMBEDDED_FIELD}._id"): marker }
+}
 
 pub fn now() -> DateTime {
     DateTime::now()

@@ -10,17 +10,17 @@
 use broker::outbox::fresh_insert;
 use std::time::Duration;
 
+use broker::outbox::EMBEDDED_FIELD;
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, DateTime};
-use mongodb::options::ReturnDocument;
+use mongodb::bson::{doc, DateTime, Document};
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
 use shared::auth::RevocationCheck;
 use shared::cache::Cache;
 use shared::ApiError;
 
-use super::{after_secs, now, rfc3339};
+use super::{after_secs, carrier_of, carrying, now, rfc3339};
 use crate::domain::secrets::{random_token, token_hash};
 
 /// Absolute lifetime of a session, however often it is refreshed.
@@ -90,7 +90,8 @@ pub enum Rotation {
         session: SessionDoc,
         refresh_token: String,
     },
-    /// A used token: the session has just been revoked.
+    /// A used token: the session it belongs to (when still active) must
+    /// be revoked.
     Reused {
         session: Option<SessionDoc>,
     },
@@ -110,9 +111,12 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Also carries the events of its changes.
+    pub const COLLECTION: &'static str = "sessions";
+
     pub fn new(db: &Database, cache: Cache) -> Self {
         Self {
-            sessions: db.collection("sessions"),
+            sessions: db.collection(Self::COLLECTION),
             refresh: db.collection("refresh_tokens"),
             challenges: db.collection("mfa_challenges"),
             devices: db.collection("devices"),
@@ -124,6 +128,9 @@ impl Sessions {
         use mongodb::IndexModel;
         self.sessions
             .create_index(IndexModel::builder().keys(doc! { "userId": 1 }).build())
+            .await?;
+        self.sessions
+            .create_index(broker::outbox::carrier_index())
             .await?;
         self.refresh
             .create_index(IndexModel::builder().keys(doc! { "sessionId": 1 }).build())
@@ -146,14 +153,9 @@ impl Sessions {
         Ok(token)
     }
 
-    /// A new session and its first refresh token.
-    pub async fn create(
-        &self,
-        user_id: &str,
-        user_agent: Option<String>,
-        ip: Option<String>,
-    ) -> Result<(SessionDoc, String), mongodb::error::Error> {
-        let session = SessionDoc {
+    /// A new session (not stored yet).
+    pub fn open(user_id: &str, user_agent: Option<String>, ip: Option<String>) -> SessionDoc {
+        SessionDoc {
             id: uuid::Uuid::now_v7().simple().to_string(),
             user_id: user_id.to_owned(),
             created_at: now(),
@@ -163,10 +165,24 @@ impl Sessions {
             ip,
             revoked_at: None,
             revoked_reason: None,
-        };
-        fresh_insert(self.sessions.insert_one(&session).await)?;
-        let token = self.new_refresh_token(&session.id).await?;
-        Ok((session, token))
+        }
+    }
+
+    /// Stores a new session carrying `events`; returns its first refresh token.
+    pub async fn create(
+        &self,
+        session: &SessionDoc,
+        events: Vec<Document>,
+    ) -> Result<String, mongodb::error::Error> {
+        let mut carrying = mongodb::bson::to_document(session)?;
+        carrying.insert(EMBEDDED_FIELD, events);
+        fresh_insert(
+            self.sessions
+                .clone_with_type::<Document>()
+                .insert_one(carrying)
+                .await,
+        )?;
+        self.new_refresh_token(&session.id).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<SessionDoc>, mongodb::error::Error> {
@@ -186,10 +202,10 @@ impl Sessions {
         let Some(claimed) = claimed else {
             return match self.refresh.find_one(doc! { "_id": &hash }).await? {
                 Some(used) => {
-                    let session = self
-                        .revoke(&used.session_id, "refresh_token_reused")
-                        .await?;
-                    Ok(Rotation::Reused { session })
+                    let session = self.get(&used.session_id).await?;
+                    Ok(Rotation::Reused {
+                        session: session.filter(|s| s.revoked_at.is_none()),
+                    })
                 }
                 None => Ok(Rotation::Invalid),
             };
@@ -213,43 +229,38 @@ impl Sessions {
         })
     }
 
-    /// Revokes a session if it is active; returns it when this call revoked it.
+    /// Revokes `session` if it is still active, carrying `events`; `true`
+    /// when this call revoked it.
     pub async fn revoke(
         &self,
-        id: &str,
+        session: &SessionDoc,
         reason: &str,
-    ) -> Result<Option<SessionDoc>, mongodb::error::Error> {
-        let revoked = self
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
+        let r = self
             .sessions
-            .find_one_and_update(
-                doc! { "_id": id, "revokedAt": null },
-                doc! { "$set": { "revokedAt": now(), "revokedReason": reason } },
+            .update_one(
+                doc! { "_id": &session.id, "revokedAt": null },
+                carrying(
+                    doc! { "$set": { "revokedAt": now(), "revokedReason": reason } },
+                    events,
+                ),
             )
-            .return_document(ReturnDocument::After)
             .await?;
+        let revoked = r.matched_count == 1
+            || match marker {
+                Some(m) => self
+                    .sessions
+                    .find_one(carrier_of(&session.id, m))
+                    .await?
+                    .is_some(),
+                None => false,
+            };
         // Written through even if someone else revoked it first.
         self.cache
-            .set_flag("session", id, "revoked", REVOKED_FLAG_TTL)
+            .set_flag("session", &session.id, "revoked", REVOKED_FLAG_TTL)
             .await;
-        Ok(revoked)
-    }
-
-    /// Revokes every active session of a user but `keep`; returns the revoked ones.
-    pub async fn revoke_others(
-        &self,
-        user_id: &str,
-        keep: Option<&str>,
-        reason: &str,
-    ) -> Result<Vec<SessionDoc>, mongodb::error::Error> {
-        let mut revoked = Vec::new();
-        for session in self.list_active(user_id).await? {
-            if Some(session.id.as_str()) == keep {
-                continue;
-            }
-            if let Some(s) = self.revoke(&session.id, reason).await? {
-                revoked.push(s);
-            }
-        }
         Ok(revoked)
     }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared::cache::Cache;
 
-use super::{after_secs, rfc3339};
+use super::{after_secs, carrier_of, carrying, rfc3339};
 use crate::domain::secrets::{random_token, token_hash};
+use broker::outbox::EMBEDDED_FIELD;
 
 const PROFILE_TTL: Duration = Duration::from_secs(300);
 
@@ -138,6 +139,8 @@ pub enum UserError {
     Taken(&'static str),
     #[error(transparent)]
     Db(#[from] mongodb::error::Error),
+    #[error(transparent)]
+    Encode(#[from] mongodb::bson::ser::Error),
 }
 
 /// Profile fields a user may change; `None` leaves a field as it is.
@@ -148,6 +151,24 @@ pub struct ProfileChange {
     pub bio: Option<Option<String>>,
 }
 
+impl ProfileChange {
+    /// `user` with the change applied, at the next profile version.
+    pub fn apply(&self, user: &UserDoc) -> UserDoc {
+        let mut after = user.clone();
+        if let Some(name) = &self.display_name {
+            after.display_name.clone_from(name);
+        }
+        if let Some(url) = &self.avatar_url {
+            after.avatar_url.clone_from(url);
+        }
+        if let Some(bio) = &self.bio {
+            after.bio.clone_from(bio);
+        }
+        after.profile_version += 1;
+        after
+    }
+}
+
 #[derive(Clone)]
 pub struct Users {
     coll: Collection<UserDoc>,
@@ -155,9 +176,12 @@ pub struct Users {
 }
 
 impl Users {
+    /// Also carries the events of its changes.
+    pub const COLLECTION: &'static str = "users";
+
     pub fn new(db: &Database, cache: Cache) -> Self {
         Self {
-            coll: db.collection("users"),
+            coll: db.collection(Self::COLLECTION),
             cache,
         }
     }
@@ -180,11 +204,22 @@ impl Users {
                     .build(),
             )
             .await?;
+        self.coll
+            .create_index(broker::outbox::carrier_index())
+            .await?;
         Ok(())
     }
 
-    pub async fn insert(&self, user: &UserDoc) -> Result<(), UserError> {
-        match self.coll.insert_one(user).await {
+    /// Stores a new account carrying `events` (staged outbox entries).
+    pub async fn insert(&self, user: &UserDoc, events: Vec<Document>) -> Result<(), UserError> {
+        let mut carrying = mongodb::bson::to_document(user)?;
+        carrying.insert(EMBEDDED_FIELD, events);
+        let inserted = self
+            .coll
+            .clone_with_type::<Document>()
+            .insert_one(carrying)
+            .await;
+        match inserted {
             Ok(_) => Ok(()),
             Err(e) if broker::outbox::is_duplicate_key(&e) => {
                 // Our own insert, applied by an attempt the driver retried
@@ -244,97 +279,124 @@ impl Users {
         Ok(Some(profile))
     }
 
-    /// Applies a profile change and returns the new document; the cache is
-    /// written through with the new version.
-    pub async fn update_profile(
+    /// Stores `after`'s profile, carrying `events`, if the account is still
+    /// at the version before it; the cache is written through. `false`:
+    /// someone changed the profile meanwhile.
+    pub async fn store_profile(
         &self,
-        id: &str,
-        change: ProfileChange,
-    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
-        let mut set = Document::new();
-        if let Some(name) = change.display_name {
-            set.insert("displayName", name);
-        }
-        if let Some(url) = change.avatar_url {
-            set.insert("avatarUrl", url);
-        }
-        if let Some(bio) = change.bio {
-            set.insert("bio", bio);
-        }
-        let mut update = doc! { "$inc": { "profileVersion": 1 } };
-        if !set.is_empty() {
-            update.insert("$set", set);
-        }
-        let user = self
-            .coll
-            .find_one_and_update(doc! { "_id": id }, update)
-            .return_document(ReturnDocument::After)
-            .await?;
-        if let Some(user) = &user {
+        after: &UserDoc,
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
+        let update = carrying(
+            doc! { "$set": {
+                "displayName": &after.display_name,
+                "avatarUrl": after.avatar_url.clone(),
+                "bio": after.bio.clone(),
+                "profileVersion": after.profile_version,
+            } },
+            events,
+        );
+        let filter = doc! { "_id": &after.id, "profileVersion": after.profile_version - 1 };
+        let stored = self.coll.update_one(filter, update).await?.matched_count == 1
+            || self.carries(&after.id, marker).await?;
+        if stored {
             self.cache
                 .put(
                     "profile",
-                    id,
-                    user.profile_version,
-                    &user.public(),
+                    &after.id,
+                    after.profile_version,
+                    &after.public(),
                     PROFILE_TTL,
                 )
                 .await;
         }
-        Ok(user)
+        Ok(stored)
     }
 
-    /// Redeems a verification token: exactly one caller wins (one
-    /// conditional update), and the token stops working. Returns the
-    /// verified account, its profile version bumped so that replicas take
-    /// the `user.updated` that says so.
-    pub async fn verify_email(
+    /// Whether account `id` carries the event `marker` (see [`carrier_of`]).
+    async fn carries(&self, id: &str, marker: Option<&str>) -> Result<bool, mongodb::error::Error> {
+        let Some(marker) = marker else {
+            return Ok(false);
+        };
+        Ok(self.coll.find_one(carrier_of(id, marker)).await?.is_some())
+    }
+
+    /// The unverified account whose pending token has this hash, while it
+    /// is valid.
+    pub async fn by_verification_token(
         &self,
         token_hash: &str,
     ) -> Result<Option<UserDoc>, mongodb::error::Error> {
-        let user = self
-            .coll
-            .find_one_and_update(
-                doc! {
-                    "emailVerification.tokenHash": token_hash,
-                    "emailVerification.expiresAt": { "$gt": DateTime::now() },
-                },
-                doc! {
-                    "$set": { "emailVerified": true, "emailVerification": null },
-                    "$inc": { "profileVersion": 1 },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .await?;
-        if let Some(user) = &user {
+        self.coll
+            .find_one(doc! {
+                "emailVerification.tokenHash": token_hash,
+                "emailVerification.expiresAt": { "$gt": DateTime::now() },
+            })
+            .await
+    }
+
+    /// Redeems a verification token: exactly one caller wins (one
+    /// conditional update on the token and the version it was read at),
+    /// and the token stops working. `after` is the verified account, its
+    /// profile version bumped so that replicas take the `user.updated` it
+    /// carries in `events`.
+    pub async fn redeem_verification(
+        &self,
+        after: &UserDoc,
+        token_hash: &str,
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
+        let filter = doc! {
+            "_id": &after.id,
+            "profileVersion": after.profile_version - 1,
+            "emailVerification.tokenHash": token_hash,
+            "emailVerification.expiresAt": { "$gt": DateTime::now() },
+        };
+        let update = carrying(
+            doc! { "$set": {
+                "emailVerified": true,
+                "emailVerification": null,
+                "profileVersion": after.profile_version,
+            } },
+            events,
+        );
+        let stored = self.coll.update_one(filter, update).await?.matched_count == 1
+            || self.carries(&after.id, marker).await?;
+        if stored {
             self.cache
                 .put(
                     "profile",
-                    &user.id,
-                    user.profile_version,
-                    &user.public(),
+                    &after.id,
+                    after.profile_version,
+                    &after.public(),
                     PROFILE_TTL,
                 )
                 .await;
         }
-        Ok(user)
+        Ok(stored)
     }
 
     /// Replaces the pending verification token of an unverified account
-    /// (older ones stop working); `None` when the account is verified.
+    /// (older ones stop working), carrying `events`; `false` when the
+    /// account is verified.
     pub async fn renew_verification(
         &self,
         id: &str,
         pending: &EmailVerification,
-    ) -> Result<Option<UserDoc>, mongodb::error::Error> {
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
         let pending = mongodb::bson::to_bson(pending)?;
-        self.coll
-            .find_one_and_update(
+        let r = self
+            .coll
+            .update_one(
                 doc! { "_id": id, "emailVerified": { "$ne": true } },
-                doc! { "$set": { "emailVerification": pending } },
+                carrying(doc! { "$set": { "emailVerification": pending } }, events),
             )
-            .return_document(ReturnDocument::After)
-            .await
+            .await?;
+        Ok(r.matched_count == 1 || self.carries(id, marker).await?)
     }
 
     pub async fn set_password(&self, id: &str, hash: &str) -> Result<(), mongodb::error::Error> {
@@ -392,32 +454,46 @@ impl Users {
         pending: &str,
         step: i64,
         code_hashes: &[String],
+        events: Vec<Document>,
+        marker: Option<&str>,
     ) -> Result<bool, mongodb::error::Error> {
         let r = self
             .coll
             .update_one(
                 doc! { "_id": id, "mfa.enabled": { "$ne": true }, "mfa.pendingSecret": pending },
-                doc! { "$set": {
-                    "mfa.enabled": true,
-                    "mfa.secret": pending,
-                    "mfa.pendingSecret": null,
-                    "mfa.lastStep": step,
-                    "mfa.recoveryCodes": code_hashes,
-                } },
+                carrying(
+                    doc! { "$set": {
+                        "mfa.enabled": true,
+                        "mfa.secret": pending,
+                        "mfa.pendingSecret": null,
+                        "mfa.lastStep": step,
+                        "mfa.recoveryCodes": code_hashes,
+                    } },
+                    events,
+                ),
             )
             .await?;
-        Ok(r.modified_count == 1)
+        Ok(r.matched_count == 1 || self.carries(id, marker).await?)
     }
 
-    pub async fn disable_mfa(&self, id: &str) -> Result<bool, mongodb::error::Error> {
+    /// Turns MFA off, carrying `events`; `false` when it was not on.
+    pub async fn disable_mfa(
+        &self,
+        id: &str,
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
         let r = self
             .coll
             .update_one(
                 doc! { "_id": id, "mfa.enabled": true },
-                doc! { "$set": { "mfa": { "enabled": false, "secret": null, "pendingSecret": null, "lastStep": 0_i64, "recoveryCodes": [] } } },
+                carrying(
+                    doc! { "$set": { "mfa": { "enabled": false, "secret": null, "pendingSecret": null, "lastStep": 0_i64, "recoveryCodes": [] } } },
+                    events,
+                ),
             )
             .await?;
-        Ok(r.modified_count == 1)
+        Ok(r.matched_count == 1 || self.carries(id, marker).await?)
     }
 
     pub async fn replace_recovery_codes(
@@ -447,21 +523,23 @@ impl Users {
         Ok(r.modified_count == 1)
     }
 
-    /// Removes one recovery code if present; returns how many remain.
+    /// Removes one recovery code if present, carrying `events` (which say
+    /// how many remain); `false` when it was not there (wrong, or used).
     pub async fn consume_recovery_code(
         &self,
         id: &str,
         code_hash: &str,
-    ) -> Result<Option<u32>, mongodb::error::Error> {
-        let after = self
+        events: Vec<Document>,
+        marker: Option<&str>,
+    ) -> Result<bool, mongodb::error::Error> {
+        let r = self
             .coll
-            .find_one_and_update(
+            .update_one(
                 doc! { "_id": id, "mfa.enabled": true, "mfa.recoveryCodes": code_hash },
-                doc! { "$pull": { "mfa.recoveryCodes": code_hash } },
+                carrying(doc! { "$pull": { "mfa.recoveryCodes": code_hash } }, events),
             )
-            .return_document(ReturnDocument::After)
             .await?;
-        Ok(after.map(|u| u32::try_from(u.mfa.recovery_codes.len()).unwrap_or(0)))
+        Ok(r.matched_count == 1 || self.carries(id, marker).await?)
     }
 }
 

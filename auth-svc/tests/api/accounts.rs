@@ -125,8 +125,9 @@ async fn login_works_by_username_or_email_and_failures_look_the_same() {
 async fn unknown_users_cost_about_as_much_time_as_wrong_passwords() {
     let app = spawn_app().await;
     app.register("erin").await;
-    // Interleaved, compared by median: a burst of load on this shared
-    // machine then slows both kinds alike instead of skewing one.
+    // Interleaved, compared by the fastest of each kind: load on this
+    // shared machine only ever adds time, so the minimum is the intrinsic
+    // cost (a median still skewed 2x under a parallel test run).
     let mut wrong = Vec::new();
     let mut unknown = Vec::new();
     // Ten logins in all: the per-address limit of the test app.
@@ -137,9 +138,8 @@ async fn unknown_users_cost_about_as_much_time_as_wrong_passwords() {
             samples.push(t.elapsed());
         }
     }
-    wrong.sort();
-    unknown.sort();
-    let (wrong, unknown) = (wrong[2], unknown[2]);
+    let wrong = *wrong.iter().min().unwrap();
+    let unknown = *unknown.iter().min().unwrap();
     let ratio = wrong.as_secs_f64() / unknown.as_secs_f64();
     assert!(
         (0.5..2.0).contains(&ratio),

@@ -18,6 +18,15 @@ pub struct TestApp {
     pub amqp_prefix: String,
     /// This test's own MongoDB database (for tests that age or strip documents).
     pub db: mongodb::Database,
+    /// The settings the app was built with.
+    pub settings: Value,
+}
+
+/// A separate `auth-svc` process beside the test's app (which a test can
+/// let crash), on the same database, Redis and broker prefixes.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub address: String,
 }
 
 fn env_or(key: &str, default: &str) -> String {
@@ -65,7 +74,7 @@ pub async fn spawn_app_with(extra: Value) -> TestApp {
     for (k, v) in extra.as_object().into_iter().flatten() {
         settings[k] = v.clone();
     }
-    let config = Config::load_with(settings).expect("test config is valid");
+    let config = Config::load_with(settings.clone()).expect("test config is valid");
     let app = Application::build(config).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
@@ -76,6 +85,7 @@ pub async fn spawn_app_with(extra: Value) -> TestApp {
         shutdown,
         amqp_prefix,
         db,
+        settings,
     }
 }
 
@@ -92,6 +102,52 @@ pub struct User {
 }
 
 impl TestApp {
+    /// One more instance as its own process, configured through the
+    /// environment like production, with `overrides` on top.
+    pub async fn process(&self, overrides: Value) -> Process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let mut settings = self.settings.clone();
+        let map = settings.as_object_mut().expect("settings object");
+        map.extend(overrides.as_object().cloned().unwrap_or_default());
+        map.insert("http_port".into(), port.into());
+        map.insert(
+            "instance_id".into(),
+            format!("auth-process-{}", uuid::Uuid::new_v4().simple()).into(),
+        );
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-svc"));
+        for (key, value) in map.iter() {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            command.env(key.to_uppercase(), value);
+        }
+        let child = command
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("auth-svc binary starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self
+            .client
+            .get(format!("{address}/health/ready"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "process not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Process { child, address }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -232,6 +288,30 @@ impl EventCapture {
             .await
             .expect("ack");
         serde_json::from_slice(&delivery.data).expect("json envelope")
+    }
+
+    /// Every event until `quiet` passes without one, or `within` ends.
+    pub async fn drain(&mut self, within: Duration, quiet: Duration) -> Vec<Value> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait = if events.is_empty() {
+                left
+            } else {
+                quiet.min(left)
+            };
+            match tokio::time::timeout(wait, self.consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    delivery
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                    events.push(serde_json::from_slice(&delivery.data).expect("json envelope"));
+                }
+                _ => return events,
+            }
+        }
     }
 
     /// The next event of `kind` within 10 seconds (skipping others).

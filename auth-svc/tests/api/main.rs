@@ -6,6 +6,7 @@
 )]
 
 mod accounts;
+mod crash;
 mod devices;
 mod email;
 mod health;

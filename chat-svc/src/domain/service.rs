@@ -64,6 +64,12 @@ async fn take(limiter: &FailureLimiter, user: &str) -> Result<(), ApiError> {
 /// from it.
 const FIRST_PAGE: i64 = 50;
 
+/// A group holds at most this many members, its creator included.
+const MAX_GROUP_MEMBERS: usize = 256;
+
+/// Tries of a group change that keeps meeting someone else's change.
+const CHANGE_ATTEMPTS: usize = 20;
+
 /// Cache generations (see [`Cache::get_checked`]): one per user (their chat
 /// list), one per chat (the chat document and its first page), one per
 /// chat's membership (who may post; bumped by every change but messages and
@@ -139,6 +145,15 @@ fn check_client_msg_id(id: Option<&str>) -> Result<(), ApiError> {
             ))
         }
         _ => Ok(()),
+    }
+}
+
+/// Only a group's admins rename it and add to it.
+fn admin_of(chat: &ChatDoc, user: &str) -> Result<(), ApiError> {
+    if chat.is_group && chat.is_admin(user) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
     }
 }
 
@@ -228,66 +243,6 @@ impl ChatService {
                 Ok(value)
             }
         }
-    }
-
-    /// Writes a durable event: frames into the recipients' timelines, then
-    /// the event with their cursors into the outbox.
-    async fn record<E: EventPayload>(
-        &self,
-        chat_id: &str,
-        correlation_id: &str,
-        build: impl Fn(Cursors) -> E,
-        wrap: fn(E) -> Event,
-    ) -> Result<(), ApiError> {
-        let draft = wrap(build(Cursors::new()));
-        let frame = frames::frame_for(&draft, &self.users).await;
-        // The database write is done: invalidate before anyone is answered.
-        let mut generations = vec![chat_generation(chat_id)];
-        if !matches!(
-            draft,
-            Event::MessageCreated(_)
-                | Event::MessageUpdated(_)
-                | Event::MessageDeleted(_)
-                | Event::ReadMarked(_)
-        ) {
-            generations.push(members_generation(chat_id));
-        }
-        let Some(frame) = frame else {
-            self.cache.bump(&generations).await;
-            return self
-                .enqueue(chat_id, correlation_id, build(Cursors::new()))
-                .await;
-        };
-        generations.extend(frame.recipients.iter().map(|u| user_generation(u)));
-        // One Redis round trip: the bumps run first, then the appends.
-        let mut pipe = redis::pipe();
-        self.cache.bump_in(&mut pipe, &generations);
-        let cursors = match self
-            .timeline
-            .append(pipe, &frame.recipients, &frame.body.to_string())
-            .await
-        {
-            Some(cursors) => cursors,
-            None => {
-                // The bumps may not have run: again on their own, retried until they land.
-                self.cache.bump(&generations).await;
-                Cursors::new()
-            }
-        };
-        self.enqueue(chat_id, correlation_id, build(cursors)).await
-    }
-
-    async fn enqueue<E: EventPayload>(
-        &self,
-        chat_id: &str,
-        correlation_id: &str,
-        event: E,
-    ) -> Result<(), ApiError> {
-        self.outbox
-            .enqueue(chat_id, Some(correlation_id), event)
-            .await
-            .map(|_| ())
-            .map_err(outbox_error)
     }
 
     /// The chat if `user` is a member, else 404 (whether or not it exists).
@@ -498,9 +453,7 @@ impl ChatService {
 
     async fn admin_chat(&self, chat_id: &str, user: &str) -> Result<ChatDoc, ApiError> {
         let chat = self.member_chat(chat_id, user).await?;
-        if !chat.is_group || !chat.is_admin(user) {
-            return Err(ApiError::Forbidden);
-        }
+        admin_of(&chat, user)?;
         Ok(chat)
     }
 
@@ -512,23 +465,24 @@ impl ChatService {
         rid: &str,
     ) -> Result<ChatView, ApiError> {
         let name = check_name(name)?;
-        self.admin_chat(chat_id, user).await?;
-        let chat = self
-            .chats
-            .rename(chat_id, &name)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        let snap = chat.snapshot();
-        self.record(
-            &chat.id,
-            rid,
-            |cursors| ChatUpdated {
-                chat: snap.clone(),
-                cursors,
-            },
-            Event::ChatUpdated,
-        )
-        .await?;
+        let (chat, _) = self
+            .change_group(
+                chat_id,
+                user,
+                rid,
+                |chat| {
+                    admin_of(chat, user)?;
+                    let mut after = chat.clone();
+                    after.name = Some(name.clone());
+                    Ok(Some(after))
+                },
+                |after, cursors| ChatUpdated {
+                    chat: after.snapshot(),
+                    cursors,
+                },
+                Event::ChatUpdated,
+            )
+            .await?;
         self.view(&chat, user).await
     }
 
@@ -549,25 +503,36 @@ impl ChatService {
         }
         self.check_group_adds(user, std::slice::from_ref(&new_member.to_owned()))
             .await?;
-        let chat = self
-            .chats
-            .add_member(chat_id, new_member)
-            .await?
-            .ok_or_else(|| ApiError::validation("userId", "the group is full (256 members)"))?;
-        let members = chat.member_ids.clone();
-        self.record(
-            &chat.id,
-            rid,
-            |cursors| MemberAdded {
-                chat_id: chat.id.clone(),
-                user_id: new_member.to_owned(),
-                by_user_id: user.to_owned(),
-                member_ids: members.clone(),
-                cursors,
-            },
-            Event::MemberAdded,
-        )
-        .await?;
+        let (chat, _) = self
+            .change_group(
+                chat_id,
+                user,
+                rid,
+                |chat| {
+                    admin_of(chat, user)?;
+                    if chat.member_ids.iter().any(|m| m == new_member) {
+                        return Ok(None);
+                    }
+                    if chat.member_ids.len() >= MAX_GROUP_MEMBERS {
+                        return Err(ApiError::validation(
+                            "userId",
+                            "the group is full (256 members)",
+                        ));
+                    }
+                    let mut after = chat.clone();
+                    after.member_ids.push(new_member.to_owned());
+                    Ok(Some(after))
+                },
+                |after, cursors| MemberAdded {
+                    chat_id: after.id.clone(),
+                    user_id: new_member.to_owned(),
+                    by_user_id: user.to_owned(),
+                    member_ids: after.member_ids.clone(),
+                    cursors,
+                },
+                Event::MemberAdded,
+            )
+            .await?;
         self.view(&chat, user).await
     }
 
@@ -578,46 +543,108 @@ impl ChatService {
         target: &str,
         rid: &str,
     ) -> Result<Removal, ApiError> {
-        let chat = self.member_chat(chat_id, user).await?;
-        if !chat.is_group {
-            return Err(ApiError::validation(
-                "userId",
-                "nobody leaves a direct chat",
-            ));
-        }
         let leaving = user == target;
-        if !leaving && !chat.is_admin(user) {
-            return Err(ApiError::Forbidden);
-        }
-        if !chat.member_ids.iter().any(|m| m == target) {
-            return Err(ApiError::NotFound);
-        }
-        let after = self
-            .chats
-            .remove_member(chat_id, target)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        // The removed user hears of the removal itself, then nothing more.
-        let mut recipients = after.member_ids.clone();
-        recipients.push(target.to_owned());
-        self.record(
-            &after.id,
-            rid,
-            |cursors| MemberRemoved {
-                chat_id: after.id.clone(),
-                user_id: target.to_owned(),
-                by_user_id: user.to_owned(),
-                member_ids: recipients.clone(),
-                cursors,
-            },
-            Event::MemberRemoved,
-        )
-        .await?;
+        let (after, _) = self
+            .change_group(
+                chat_id,
+                user,
+                rid,
+                |chat| {
+                    if !chat.is_group {
+                        return Err(ApiError::validation(
+                            "userId",
+                            "nobody leaves a direct chat",
+                        ));
+                    }
+                    if !leaving && !chat.is_admin(user) {
+                        return Err(ApiError::Forbidden);
+                    }
+                    if !chat.member_ids.iter().any(|m| m == target) {
+                        return Err(ApiError::NotFound);
+                    }
+                    let mut after = chat.clone();
+                    after.member_ids.retain(|m| m != target);
+                    after.admin_ids.retain(|m| m != target);
+                    Ok(Some(after))
+                },
+                // The removed user hears of the removal itself, then nothing more.
+                |after, cursors| MemberRemoved {
+                    chat_id: after.id.clone(),
+                    user_id: target.to_owned(),
+                    by_user_id: user.to_owned(),
+                    member_ids: after
+                        .member_ids
+                        .iter()
+                        .cloned()
+                        .chain(std::iter::once(target.to_owned()))
+                        .collect(),
+                    cursors,
+                },
+                Event::MemberRemoved,
+            )
+            .await?;
         if leaving {
             Ok(Removal::Left)
         } else {
             Ok(Removal::Removed(Box::new(self.view(&after, user).await?)))
         }
+    }
+
+    /// Changes a chat `user` is a member of, with its event in the same
+    /// write, by optimistic concurrency: `next` makes the chat's next state
+    /// from its current one (`None`: nothing to change), and that state is
+    /// stored only if the chat is still at the version it was made from.
+    /// When someone changed it in between, `next` runs again on a fresh
+    /// read. Returns the chat as it now is and whether this call changed it.
+    async fn change_group<E, N, V>(
+        &self,
+        chat_id: &str,
+        user: &str,
+        rid: &str,
+        next: N,
+        event: V,
+        wrap: fn(E) -> Event,
+    ) -> Result<(ChatDoc, bool), ApiError>
+    where
+        E: EventPayload,
+        N: Fn(&ChatDoc) -> Result<Option<ChatDoc>, ApiError>,
+        V: Fn(&ChatDoc, Cursors) -> E,
+    {
+        let mut current = self.member_chat(chat_id, user).await?;
+        for _ in 0..CHANGE_ATTEMPTS {
+            let Some(mut after) = next(&current)? else {
+                return Ok((current, false));
+            };
+            after.version = current.version + 1;
+            after.updated_at = mongodb::bson::DateTime::now();
+            let (stored, recipients) = self
+                .write_with_event(
+                    chat_id,
+                    rid,
+                    Chats::COLLECTION,
+                    |cursors| event(&after, cursors),
+                    wrap,
+                    |entry| async {
+                        let stored = self.chats.change(&after, entry).await?;
+                        Ok((stored, stored.then(|| after.id.clone())))
+                    },
+                )
+                .await?;
+            if stored {
+                self.bump_for_chat(chat_id, &recipients).await;
+                return Ok((after, true));
+            }
+            // Someone else's change came first (or the cached copy was old).
+            current = self
+                .chats
+                .get(chat_id)
+                .await?
+                .filter(|c| c.member_ids.iter().any(|m| m == user))
+                .ok_or(ApiError::NotFound)?;
+        }
+        Err(ApiError::Conflict(
+            "the group kept changing meanwhile; try again".into(),
+        ))
     }
 
     pub async fn history(

@@ -5,7 +5,7 @@
 use broker::outbox::EMBEDDED_FIELD;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
@@ -196,51 +196,38 @@ impl Chats {
             .await
     }
 
-    async fn update(
-        &self,
-        filter: Document,
-        update: Document,
-    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.chats
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await
-    }
-
-    pub async fn rename(
-        &self,
-        chat_id: &str,
-        name: &str,
-    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.update(
-            doc! { "_id": chat_id, "isGroup": true },
-            doc! { "$set": { "name": name, "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
-        )
-        .await
-    }
-
-    pub async fn add_member(
-        &self,
-        chat_id: &str,
-        user: &str,
-    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.update(
-            doc! { "_id": chat_id, "isGroup": true, "memberIds.255": { "$exists": false } },
-            doc! { "$addToSet": { "memberIds": user }, "$set": { "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
-        )
-        .await
-    }
-
-    pub async fn remove_member(
-        &self,
-        chat_id: &str,
-        user: &str,
-    ) -> Result<Option<ChatDoc>, mongodb::error::Error> {
-        self.update(
-            doc! { "_id": chat_id, "isGroup": true, "memberIds": user },
-            doc! { "$pull": { "memberIds": user, "adminIds": user }, "$set": { "updatedAt": DateTime::now() }, "$inc": { "version": 1 } },
-        )
-        .await
+    /// Stores `after`, the next version of a group, carrying `event` (a
+    /// staged outbox entry) in the same write, unless someone changed the
+    /// group since the version `after` was made from. `false`: it changed
+    /// meanwhile; the caller starts again from what is there now.
+    pub async fn change(&self, after: &ChatDoc, event: Document) -> Result<bool, InsertError> {
+        let event_id = event.get_str("_id").unwrap_or_default().to_owned();
+        let written = self
+            .chats
+            .update_one(
+                doc! { "_id": &after.id, "isGroup": true, "version": after.version - 1 },
+                doc! {
+                    "$set": {
+                        "name": after.name.clone(),
+                        "memberIds": after.member_ids.clone(),
+                        "adminIds": after.admin_ids.clone(),
+                        "updatedAt": after.updated_at,
+                        "version": after.version,
+                    },
+                    "$push": { EMBEDDED_FIELD: event },
+                },
+            )
+            .await?;
+        if written.matched_count == 1 {
+            return Ok(true);
+        }
+        // A retried write whose first attempt went in also matches nothing:
+        // the event it carries says whether it was ours.
+        let ours = self
+            .chats
+            .find_one(doc! { "_id": &after.id, "outbox._id": event_id })
+            .await?;
+        Ok(ours.is_some())
     }
 
     /// Records the latest message (for ordering the chat list).

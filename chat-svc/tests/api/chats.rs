@@ -390,3 +390,65 @@ async fn in_a_direct_chat_only_the_sender_deletes_a_message() {
         .unwrap();
     assert_eq!(by_sender.status(), 200);
 }
+
+/// Concurrent changes of one group, across instances: every one lands, and
+/// each event describes the group as its own change left it (versions
+/// distinct, each member list the one before it plus its new member).
+#[tokio::test]
+async fn concurrent_changes_of_a_group_all_land_with_events_that_agree() {
+    use futures_util::StreamExt;
+    let chat = spawn(2).await;
+    let boss = chat.user("boss").await;
+    let first = chat.user("first").await;
+    let id = chat.group(&boss, "busy", &[&first]).await;
+    let mut joiners = Vec::new();
+    for i in 0..8 {
+        joiners.push(chat.user(&format!("joiner{i}")).await);
+    }
+    let mut spy = chat.spy("chat.member.added").await;
+    let members = format!("/api/chat/{id}/members");
+    let adds = joiners
+        .iter()
+        .enumerate()
+        .map(|(i, j)| chat.post(i % 2, &members, &boss, json!({"userId": j.id})));
+    let rename = chat
+        .client
+        .patch(chat.url(1, &format!("/api/chat/{id}")))
+        .bearer_auth(&boss.token)
+        .json(&json!({"name": "busier"}))
+        .send();
+    let (added, renamed) = tokio::join!(futures_util::future::join_all(adds), rename);
+    for a in &added {
+        assert_eq!(a.status(), 200);
+    }
+    assert_eq!(renamed.unwrap().status(), 200);
+
+    let group: Value = chat
+        .get(0, &format!("/api/chat/{id}"), &boss)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(group["name"], "busier");
+    assert_eq!(group["members"].as_array().unwrap().len(), 10, "{group}");
+
+    let mut events = Vec::new();
+    while events.len() < 8 {
+        let next = tokio::time::timeout(Duration::from_secs(10), spy.next()).await;
+        let Ok(Some(Ok(delivery))) = next else {
+            panic!("{} of 8 chat.member.added events", events.len());
+        };
+        let event: Value = serde_json::from_slice(&delivery.data).unwrap();
+        events.push(event["data"].clone());
+    }
+    let mut sizes: Vec<usize> = events
+        .iter()
+        .map(|e| {
+            let members = e["memberIds"].as_array().unwrap();
+            assert!(members.contains(&e["userId"]), "{e}");
+            members.len()
+        })
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, (3..=10).collect::<Vec<_>>(), "one member more each");
+}

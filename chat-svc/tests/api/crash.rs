@@ -184,10 +184,14 @@ async fn drain(spy: &mut lapin::Consumer) -> Vec<Value> {
 
 /// A request to a process that aborts once the change is stored.
 async fn crash_on(t: &TestChat, user: &User, path: &str, body: Value) {
+    crash_with(t, user, reqwest::Method::POST, path, body).await;
+}
+
+async fn crash_with(t: &TestChat, user: &User, method: reqwest::Method, path: &str, body: Value) {
     let mut process = t.process(json!({"failpoint": "chat.event.stored"})).await;
     let sent = t
         .client
-        .post(format!("{}{path}", process.address))
+        .request(method, format!("{}{path}", process.address))
         .bearer_auth(&user.token)
         .json(&body)
         .send()
@@ -238,4 +242,38 @@ async fn a_read_marker_and_a_new_group_stored_by_a_crashed_instance_are_publishe
         .filter(|c| c["name"] == "after the crash")
         .count();
     assert_eq!(named, 1, "the group exists once: {list}");
+}
+
+#[tokio::test]
+async fn a_rename_and_a_new_member_stored_by_a_crashed_instance_are_published_once() {
+    let t = spawn(1).await;
+    let alice = t.user("alice").await;
+    let bob = t.user("bob").await;
+    let carl = t.user("carl").await;
+    let chat = t.group(&alice, "crash", &[&bob]).await;
+
+    let mut updated = t.spy("chat.updated").await;
+    crash_with(
+        &t,
+        &alice,
+        reqwest::Method::PATCH,
+        &format!("/api/chat/{chat}"),
+        json!({"name": "renamed in a crash"}),
+    )
+    .await;
+    let events = drain(&mut updated).await;
+    assert_eq!(events.len(), 1, "one chat.updated: {events:?}");
+    assert_eq!(events[0]["data"]["chat"]["name"], "renamed in a crash");
+
+    let mut added = t.spy("chat.member.added").await;
+    crash_on(
+        &t,
+        &alice,
+        &format!("/api/chat/{chat}/members"),
+        json!({"userId": carl.id}),
+    )
+    .await;
+    let events = drain(&mut added).await;
+    assert_eq!(events.len(), 1, "one chat.member.added: {events:?}");
+    assert_eq!(events[0]["data"]["userId"], carl.id.as_str());
 }
