@@ -144,8 +144,6 @@ pub struct Consumer<H> {
     processed: Option<ProcessedEvents>,
     metrics: Metrics,
     tag: String,
-    /// Drawn per consumer (so per process): names its fan-out queue.
-    incarnation: String,
 }
 
 enum Failure {
@@ -161,13 +159,13 @@ impl<H: Handler> Consumer<H> {
         handler: Arc<H>,
         metrics: Metrics,
     ) -> Self {
-        let incarnation = uuid::Uuid::new_v4().simple().to_string();
         let tag = format!(
-            "{}-{incarnation}",
+            "{}-{}",
             match &source {
                 Source::Durable(spec) => spec.base_name.to_owned(),
                 Source::Fanout { instance_id } => format!("fanout-{instance_id}"),
             },
+            uuid::Uuid::new_v4().simple()
         );
         Self {
             broker,
@@ -180,7 +178,6 @@ impl<H: Handler> Consumer<H> {
             processed: None,
             metrics,
             tag,
-            incarnation,
         }
     }
 
@@ -279,9 +276,7 @@ impl<H: Handler> Consumer<H> {
                 queue
             }
             Source::Fanout { instance_id } => {
-                topology
-                    .declare_fanout_queue(&channel, instance_id, &self.incarnation)
-                    .await?
+                topology.declare_fanout_queue(&channel, instance_id).await?
             }
         };
         let deliveries = channel

@@ -174,12 +174,8 @@ impl Topology {
         format!("{queue}.retry.{}ms", delay.as_millis())
     }
 
-    /// The fan-out queue of one chat-svc process. `incarnation` is drawn
-    /// per process: an instance restarted with the same id right after a
-    /// SIGKILL never meets the exclusive queue of its predecessor, which the
-    /// broker keeps until it notices the old connection is dead.
-    pub fn fanout_queue(&self, instance_id: &str, incarnation: &str) -> String {
-        format!("{}chat-svc.fanout.{instance_id}.{incarnation}", self.prefix)
+    pub fn fanout_queue(&self, instance_id: &str) -> String {
+        format!("{}chat-svc.fanout.{instance_id}", self.prefix)
     }
 
     /// Exchanges and the system's durable queues with their dead-letter queues.
@@ -271,9 +267,8 @@ impl Topology {
         &self,
         channel: &Channel,
         instance_id: &str,
-        incarnation: &str,
     ) -> lapin::Result<String> {
-        let name = self.fanout_queue(instance_id, incarnation);
+        let name = self.fanout_queue(instance_id);
         channel
             .queue_declare(
                 &name,

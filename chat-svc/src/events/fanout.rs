@@ -23,7 +23,8 @@ pub struct FanoutHandler {
     pub users: Users,
     pub revocations: Revocations,
     /// When the fan-out queue was lost (it is exclusive: it goes with the
-    /// connection, and so do the events routed to it meanwhile).
+    /// connection, and so do the events routed to it meanwhile), or when
+    /// the process started, until the first subscription.
     lost_at: Mutex<Option<SystemTime>>,
 }
 
@@ -33,7 +34,10 @@ impl FanoutHandler {
             hub,
             users,
             revocations,
-            lost_at: Mutex::new(None),
+            // Sockets may connect before the first subscription is bound
+            // (a restart right after a crash, while clients reconnect at
+            // once): the first subscription catches them up like a return.
+            lost_at: Mutex::new(Some(SystemTime::now())),
         }
     }
 }

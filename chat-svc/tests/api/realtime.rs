@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{spawn, spawn_with};
+use crate::helpers::spawn;
 
 #[tokio::test]
 async fn each_message_reaches_every_member_socket_once_whichever_instance() {
@@ -50,34 +50,6 @@ async fn each_message_reaches_every_member_socket_once_whichever_instance() {
             "{name}: cursors"
         );
         assert_eq!(got[0]["message"]["sender"]["displayName"], "PIA");
-    }
-}
-
-/// Two instances given the same id (a restart right after a SIGKILL, while
-/// the broker still holds the old connection's exclusive queue, or two
-/// replicas configured alike): both come up and both deliver live.
-#[tokio::test]
-async fn instances_sharing_an_id_both_deliver_live() {
-    let chat = spawn_with(2, json!({ "instance_id": "chat-same" })).await;
-    let uma = chat.user("uma").await;
-    let vic = chat.user("vic").await;
-    let id = chat.group(&uma, "twins", &[&vic]).await;
-    let mut uma_a = chat.socket(0, &uma).await;
-    let mut vic_b = chat.socket(1, &vic).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await; // past the resume window
-    let sent = chat.send(0, &uma, &id, "to both").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for (name, socket) in [("uma@A", &mut uma_a), ("vic@B", &mut vic_b)] {
-        let got = socket
-            .collect("message.created", Duration::from_millis(1500))
-            .await;
-        let ids: Vec<&str> = got
-            .iter()
-            .map(|f| f["message"]["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids, [sent.as_str()], "{name}");
     }
 }
 
