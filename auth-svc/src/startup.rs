@@ -44,6 +44,13 @@ impl Application {
         }
         let users = Users::new(&infra.db, cache.clone());
         let sessions = Sessions::new(&infra.db, cache);
+        infra
+            .messaging
+            .outbox
+            .recover_with(Arc::new(crate::events::CacheRecovery {
+                users: users.clone(),
+                sessions: sessions.clone(),
+            }));
         let devices = DeviceTokens::new(&infra.db);
         infra.tasks.push(tokio::spawn(ensure_indexes(
             users.clone(),

@@ -20,6 +20,11 @@
 //! `$pull`s it once published. The sweep reads the collections registered
 //! with [`Outbox::embed_in`] as well as `outbox`.
 //!
+//! After a crash: the steps a process takes after its write (invalidating
+//! read caches) die with it. The sweep hands every event it relays to the
+//! service's [`Recovery`] (registered with [`Outbox::recover_with`]) before
+//! publishing it, so those steps happen anyway, a few seconds late.
+//!
 //! Order: per aggregate, records are published in `seq` order. `seq` is the
 //! aggregate's own version when the caller has one, else a per-process
 //! monotonic clock. Delivery is at least once; consumers deduplicate by id.
@@ -28,6 +33,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::IndexOptions;
@@ -39,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::events::EventPayload;
+use crate::events::{decode, DecodedEnvelope, EventPayload};
 use crate::publisher::{Outgoing, Publisher};
 use crate::topology::Exchange;
 
@@ -137,6 +143,17 @@ pub enum OutboxError {
     Bson(#[from] mongodb::bson::ser::Error),
 }
 
+/// What a service redoes for an event the sweep relays. The sweep takes the
+/// events the fast path did not publish within its grace period, mostly
+/// because the process that wrote them stopped right after the write, before
+/// its own follow-up steps (cache invalidation). Those steps must be
+/// idempotent: the writer may have done them already.
+pub trait Recovery: Send + Sync + 'static {
+    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, ()>;
+}
+
+type SharedRecovery = Arc<RwLock<Option<Arc<dyn Recovery>>>>;
+
 /// Writes events to the producer's database; cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
@@ -147,6 +164,7 @@ pub struct Outbox {
     clock: Arc<AtomicI64>,
     /// Collections whose documents carry events (see the module docs).
     embedded: Arc<RwLock<Vec<String>>>,
+    recovery: SharedRecovery,
 }
 
 /// One event to enqueue, with its aggregate and optional version.
@@ -169,6 +187,7 @@ impl Outbox {
         let (tx, rx) = mpsc::channel(4096);
         let records = db.collection::<OutboxRecord>("outbox");
         let embedded = Arc::new(RwLock::new(Vec::new()));
+        let recovery: SharedRecovery = Arc::new(RwLock::new(None));
         let outbox = Self {
             db: db.clone(),
             records: records.clone(),
@@ -176,10 +195,12 @@ impl Outbox {
             fast_path: tx,
             clock: Arc::new(AtomicI64::new(0)),
             embedded: embedded.clone(),
+            recovery: recovery.clone(),
         };
         let relay = OutboxRelay {
             db: db.clone(),
             embedded,
+            recovery,
             records,
             leases: db.collection("outbox_lease"),
             publisher,
@@ -213,6 +234,11 @@ impl Outbox {
         if !names.iter().any(|n| n == collection) {
             names.push(collection.to_owned());
         }
+    }
+
+    /// Sets what the sweep redoes for each event it relays (see [`Recovery`]).
+    pub fn recover_with(&self, recovery: Arc<dyn Recovery>) {
+        *self.recovery.write().unwrap_or_else(|p| p.into_inner()) = Some(recovery);
     }
 
     /// Builds the record of an event that the caller's own write will store
@@ -369,6 +395,7 @@ async fn backlog(
 pub struct OutboxRelay {
     db: Database,
     embedded: Arc<RwLock<Vec<String>>>,
+    recovery: SharedRecovery,
     records: Collection<OutboxRecord>,
     leases: Collection<mongodb::bson::Document>,
     publisher: Publisher,
@@ -482,8 +509,28 @@ impl OutboxRelay {
                 return;
             }
             tracing::info!(count = batch.len(), "relaying outbox backlog");
+            self.recover(&batch).await;
             if !self.publish_and_delete(&batch, true).await || !full {
                 return;
+            }
+        }
+    }
+
+    /// Runs the service's [`Recovery`] for each record, before it is published.
+    async fn recover(&self, batch: &[Relayed]) {
+        let recovery = self
+            .recovery
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(recovery) = recovery else { return };
+        for relayed in batch {
+            match decode(relayed.record.body.as_bytes()) {
+                Ok(event) => recovery.recover(&event).await,
+                // Published as it is; its consumers park it.
+                Err(e) => {
+                    tracing::warn!(event.id = %relayed.record.id, error = %e, "outbox record does not decode")
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::domain::service::ChatService;
 use crate::events::fanout::FanoutHandler;
+use crate::events::recovery::CacheRecovery;
 use crate::events::replica::ReplicaHandler;
 use crate::realtime::hub::Hub;
 use crate::realtime::presence::PresenceTracker;
@@ -64,6 +65,9 @@ impl Application {
         } else {
             cache.disabled()
         };
+        infra.messaging.outbox.recover_with(Arc::new(CacheRecovery {
+            cache: cache.clone(),
+        }));
         let service = ChatService {
             chats: chats.clone(),
             messages,

@@ -7,14 +7,16 @@
 use broker::events::auth::{
     EmailVerificationRequested, SessionRevoked, UserRegistered, UserUpdated,
 };
-use broker::outbox::{OutboxError, Staged};
-use broker::{EventPayload, Outbox};
+use broker::events::DecodedEnvelope;
+use broker::outbox::{OutboxError, Recovery, Staged};
+use broker::{Event, EventPayload, Outbox};
+use futures_util::future::BoxFuture;
 use mongodb::bson::Document;
 use shared::ApiError;
 
 use crate::storage::rfc3339;
-use crate::storage::sessions::SessionDoc;
-use crate::storage::users::UserDoc;
+use crate::storage::sessions::{SessionDoc, Sessions};
+use crate::storage::users::{UserDoc, Users};
 
 /// The collections whose documents carry their events; registered with
 /// the relay at start-up.
@@ -22,6 +24,27 @@ pub const CARRIERS: [&str; 2] = [
     crate::storage::users::Users::COLLECTION,
     crate::storage::sessions::Sessions::COLLECTION,
 ];
+
+/// What the outbox sweep redoes for an event it relays (its writer may
+/// have died right after the write): the cache updates that follow it, so
+/// a revoked session is not served from an `active` flag, nor a changed
+/// profile from the old entry, until they expire.
+pub struct CacheRecovery {
+    pub users: Users,
+    pub sessions: Sessions,
+}
+
+impl Recovery for CacheRecovery {
+    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match &event.data {
+                Event::SessionRevoked(e) => self.sessions.remember_revoked(&e.session_id).await,
+                Event::UserUpdated(e) => self.users.forget_profile(&e.user_id).await,
+                _ => {}
+            }
+        })
+    }
+}
 
 /// Tries of a read-then-conditional-write that keeps meeting another change.
 pub const CHANGE_ATTEMPTS: usize = 5;

@@ -248,6 +248,8 @@ impl Sessions {
                 ),
             )
             .await?;
+        // Before the cache learns of it: the sweep's recovery must cover it.
+        broker::outbox::failpoint("auth.event.stored");
         let revoked = r.matched_count == 1
             || match marker {
                 Some(m) => self
@@ -258,10 +260,16 @@ impl Sessions {
                 None => false,
             };
         // Written through even if someone else revoked it first.
-        self.cache
-            .set_flag("session", &session.id, "revoked", REVOKED_FLAG_TTL)
-            .await;
+        self.remember_revoked(&session.id).await;
         Ok(revoked)
+    }
+
+    /// Marks session `id` revoked in the cache, over an `active` flag that
+    /// would otherwise let its access tokens through for up to a minute.
+    pub async fn remember_revoked(&self, id: &str) {
+        self.cache
+            .set_flag("session", id, "revoked", REVOKED_FLAG_TTL)
+            .await;
     }
 
     pub async fn list_active(

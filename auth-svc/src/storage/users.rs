@@ -279,6 +279,11 @@ impl Users {
         Ok(Some(profile))
     }
 
+    /// Drops the cached profile of `id`: the next read takes MongoDB's.
+    pub async fn forget_profile(&self, id: &str) {
+        self.cache.delete("profile", id).await;
+    }
+
     /// Stores `after`'s profile, carrying `events`, if the account is still
     /// at the version before it; the cache is written through. `false`:
     /// someone changed the profile meanwhile.

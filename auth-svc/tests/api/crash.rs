@@ -63,6 +63,9 @@ async fn a_registration_stored_by_a_crashed_instance_is_announced_once() {
 async fn a_logout_stored_by_a_crashed_instance_is_announced_once_and_holds() {
     let app = spawn_app().await;
     let user = app.register("leaver").await;
+    // The survivor has seen the session active (and cached that).
+    let me = app.get("/api/users/me", &user.access).await;
+    assert_eq!(me.status(), 200);
     let mut events = app.capture_events().await;
     crash_on(&app, "/api/auth/logout", Some(&user.access), json!({})).await;
     let seen = events.drain(RECOVERY, Duration::from_secs(3)).await;
@@ -77,4 +80,9 @@ async fn a_logout_stored_by_a_crashed_instance_is_announced_once_and_holds() {
         )
         .await;
     assert_eq!(refreshed.status(), 401, "the session stays revoked");
+    // The dead process never marked the session revoked in the cache; the
+    // sweep did before it published, so the access token is refused now,
+    // not once the cached `active` flag expires.
+    let me = app.get("/api/users/me", &user.access).await;
+    assert_eq!(me.status(), 401, "the access token of the revoked session");
 }

@@ -87,6 +87,46 @@ pub(super) fn members_generation(chat: &str) -> String {
     format!("m:{chat}")
 }
 
+/// What a change of a chat's documents or membership makes stale.
+fn chat_change_generations<S: AsRef<str>>(chat_id: &str, recipients: &[S]) -> Vec<String> {
+    let mut generations = vec![chat_generation(chat_id), members_generation(chat_id)];
+    generations.extend(recipients.iter().map(|u| user_generation(u.as_ref())));
+    generations
+}
+
+/// What a new, edited or deleted message, or a moved read mark, makes stale.
+fn message_generations<S: AsRef<str>>(chat_id: &str, recipients: &[S]) -> Vec<String> {
+    let mut generations = vec![chat_generation(chat_id)];
+    generations.extend(recipients.iter().map(|u| user_generation(u.as_ref())));
+    generations
+}
+
+/// The generations that the change `event` announces makes stale: what its
+/// writer bumps after the write, redone by the outbox sweep when the writer
+/// may have died first (see `broker::outbox::Recovery`).
+pub fn stale_generations(event: &Event) -> Vec<String> {
+    let with = |members: &[String], user: &str| {
+        let mut all = members.to_vec();
+        all.push(user.to_owned());
+        all
+    };
+    match event {
+        Event::ChatCreated(e) => chat_change_generations(&e.chat.id, &e.chat.member_ids),
+        Event::ChatUpdated(e) => chat_change_generations(&e.chat.id, &e.chat.member_ids),
+        Event::MemberAdded(e) => {
+            chat_change_generations(&e.chat_id, &with(&e.member_ids, &e.user_id))
+        }
+        Event::MemberRemoved(e) => {
+            chat_change_generations(&e.chat_id, &with(&e.member_ids, &e.user_id))
+        }
+        Event::MessageCreated(e) => message_generations(&e.chat_id, &e.member_ids),
+        Event::MessageUpdated(e) => message_generations(&e.chat_id, &e.member_ids),
+        Event::MessageDeleted(e) => message_generations(&e.chat_id, &e.member_ids),
+        Event::ReadMarked(e) => message_generations(&e.chat_id, &e.member_ids),
+        _ => Vec::new(),
+    }
+}
+
 /// Who belongs to a chat and who runs it: all that sending, editing,
 /// deleting, read marks, typing and history need to know.
 /// Cached, so the block check of a 1:1 send costs nothing more: blocking
@@ -804,11 +844,11 @@ impl ChatService {
         Ok((out, recipients))
     }
 
-    /// A new chat: its documents and the recipients' chat lists are stale.
+    /// A new or changed chat: its documents and the recipients' chat lists are stale.
     async fn bump_for_chat(&self, chat_id: &str, recipients: &[String]) {
-        let mut generations = vec![chat_generation(chat_id), members_generation(chat_id)];
-        generations.extend(recipients.iter().map(|u| user_generation(u)));
-        self.cache.bump(&generations).await;
+        self.cache
+            .bump(&chat_change_generations(chat_id, recipients))
+            .await;
     }
 
     /// Stores a new chat with its `chat.created` event in one write:
@@ -842,9 +882,9 @@ impl ChatService {
 
     /// A message changed: the chat and the recipients' chat lists are stale.
     async fn bump_for_message(&self, chat_id: &str, recipients: &[String]) {
-        let mut generations = vec![chat_generation(chat_id)];
-        generations.extend(recipients.iter().map(|u| user_generation(u)));
-        self.cache.bump(&generations).await;
+        self.cache
+            .bump(&message_generations(chat_id, recipients))
+            .await;
     }
 
     /// Appends the frame of `draft` (an event without cursors) to its

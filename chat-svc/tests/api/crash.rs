@@ -2,7 +2,9 @@
 //! event to the relay (the `chat.event.stored` failpoint aborts it
 //! there, as SIGKILL would). The message and its event were one write, so
 //! the survivor's relay sweep publishes it: exactly once on the broker and
-//! on a member's socket, whether the client retried or not.
+//! on a member's socket, whether the client retried or not. The sweep also
+//! redoes the dead writer's cache invalidation, so the survivor serves no
+//! stale chat.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -251,6 +253,11 @@ async fn a_rename_and_a_new_member_stored_by_a_crashed_instance_are_published_on
     let bob = t.user("bob").await;
     let carl = t.user("carl").await;
     let chat = t.group(&alice, "crash", &[&bob]).await;
+    // The survivor caches the chat and the lists as they are before.
+    let path = format!("/api/chat/{chat}");
+    let before: Value = t.get(0, &path, &bob).await.json().await.unwrap();
+    assert_eq!(before["name"], "crash");
+    assert_eq!(t.get(0, "/api/chat", &carl).await.status(), 200);
 
     let mut updated = t.spy("chat.updated").await;
     crash_with(
@@ -276,4 +283,31 @@ async fn a_rename_and_a_new_member_stored_by_a_crashed_instance_are_published_on
     let events = drain(&mut added).await;
     assert_eq!(events.len(), 1, "one chat.member.added: {events:?}");
     assert_eq!(events[0]["data"]["userId"], carl.id.as_str());
+
+    // The dead writer never invalidated the survivor's cache; the sweep did,
+    // before it published: the survivor serves the chat as it is now.
+    let after: Value = t.get(0, &path, &bob).await.json().await.unwrap();
+    assert_eq!(
+        after["name"], "renamed in a crash",
+        "no stale chat: {after}"
+    );
+    let members: Vec<&str> = after["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        members.contains(&carl.id.as_str()),
+        "carl is a member: {after}"
+    );
+    let carls: Value = t.get(0, "/api/chat", &carl).await.json().await.unwrap();
+    assert!(
+        carls
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == chat.as_str()),
+        "carl's cached list shows the group: {carls}"
+    );
 }
