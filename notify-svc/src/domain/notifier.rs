@@ -52,6 +52,11 @@ fn is_url_safe_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A message younger than this, for a chat the replica does not know, is
+/// retried rather than notified under the sender's name. Older ones (a
+/// chat from before this replica's first event) are notified as they are.
+const CHAT_IN_FLIGHT_MS: i64 = 30_000;
+
 fn transient(e: impl Into<anyhow::Error>) -> HandlerError {
     HandlerError::Transient(e.into())
 }
@@ -112,15 +117,24 @@ impl Notifier {
         }
         let users = self.replica.users(&recipients).await.map_err(transient)?;
         let chat = self.replica.chat(&e.chat_id).await.map_err(transient)?;
+        let arrived = chrono::DateTime::parse_from_rfc3339(&message.created_at)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+        if chat.is_none() && chrono::Utc::now().timestamp_millis() - arrived < CHAT_IN_FLIGHT_MS {
+            // Chat events are handled concurrently, so a new chat's first
+            // messages can overtake its chat.created: retried (in 1 s) so that
+            // the notification and the digest name the group, not the sender.
+            return Err(transient(anyhow::anyhow!(
+                "chat {} not known yet; its chat.created is in flight",
+                e.chat_id
+            )));
+        }
         let sender = mail::clean_line(&message.sender.display_name);
         let chat_title = match &chat {
             Some(c) if c.is_group => c.name.clone().unwrap_or_else(|| "Group chat".into()),
             _ => sender.clone(),
         };
         let mentioned = mentions(&message.content);
-        let arrived = chrono::DateTime::parse_from_rfc3339(&message.created_at)
-            .map(|t| t.timestamp_millis())
-            .unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
         let text = preview(&message.content, 140);
 
         // Decide per recipient, then write in batches: a few round trips

@@ -290,6 +290,33 @@ async fn push_endpoints_must_be_public_https_and_keys_valid() {
     assert_eq!((raw.len(), raw[0]), (65, 4), "uncompressed P-256 point");
 }
 
+/// Chat events are handled concurrently: a new group's first message can
+/// be handled before its chat.created. It waits for it (a retry), so the
+/// notification names the group, not the sender.
+#[tokio::test]
+async fn a_message_that_overtakes_its_new_group_is_notified_under_the_group_name() {
+    let world = World::new(&new_test_id()).await;
+    let app = world.app().await;
+    let alice = world.person("alice").await;
+    let bob = world.person("bob").await;
+    let members = [&alice, &bob];
+    let chat = uuid::Uuid::now_v7().simple().to_string();
+    let message = world.message(&chat, &alice, &members, "first!");
+    world.publish_envelope(&message).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    world.group_with_id(&chat, "Late group", &members).await;
+
+    let got = eventually(Duration::from_secs(10), || async {
+        let f = feed(&app, &bob, "").await;
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+    .expect("bob is notified");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["title"], "Late group", "{got:?}");
+    assert_eq!(got[0]["messageId"], message.data.message.id.as_str());
+}
+
 /// Two instances share the queues and the digest work: still one digest.
 #[tokio::test]
 async fn one_digest_after_the_delay_and_none_when_read_first() {

@@ -100,11 +100,17 @@ impl World {
 
     pub async fn group(&self, name: &str, members: &[&Person]) -> String {
         let id = uuid::Uuid::now_v7().simple().to_string();
+        self.group_with_id(&id, name, members).await;
+        id
+    }
+
+    /// Announces group `id` (a chat.created, published now).
+    pub async fn group_with_id(&self, id: &str, name: &str, members: &[&Person]) {
         self.publish(
             "chat-svc",
             ChatCreated {
                 chat: ChatSnapshot {
-                    id: id.clone(),
+                    id: id.to_owned(),
                     name: Some(name.to_owned()),
                     member_ids: members.iter().map(|m| m.id.clone()).collect(),
                     admin_ids: vec![members[0].id.clone()],
@@ -115,7 +121,6 @@ impl World {
             },
         )
         .await;
-        id
     }
 
     pub fn message(
