@@ -12,6 +12,10 @@
 //!   loadgen reconnect [--clients 2000] [--window 10] [--members 50] [--rate 10] [--duration 30]
 //!                    (fan-out to every client; a third of the way in, every
 //!                    client drops and resumes, spread over the window)
+//!   loadgen abuse    [--clients 40] [--concurrency 200]
+//!                    (racing wrong logins against one account; a bystander's
+//!                    login alone and during another account's flood of wrong
+//!                    passwords)
 //!   loadgen quick    (all of the above at a small scale, a couple of minutes)
 //!
 //! Common options: --auth URL (auth-svc, default $LOADGEN_AUTH or
@@ -22,6 +26,7 @@
 //! $LOADGEN_RUN or .dev/run). Every URL must be loopback. `./dev bench`
 //! sets the variables for its own stack.
 
+mod abuse;
 mod baseline;
 mod scenarios;
 mod stats;
@@ -151,6 +156,14 @@ async fn main() -> anyhow::Result<()> {
         "idle" => scenarios::idle(&common, sockets.unwrap_or(1000)).await?,
         "storm" => {
             scenarios::storm(&common, members, rate, secs(10), concurrency.unwrap_or(16)).await?
+        }
+        "abuse" => {
+            abuse::abuse(
+                &common.auth,
+                clients.unwrap_or(40),
+                concurrency.unwrap_or(200),
+            )
+            .await?
         }
         "quick" => {
             scenarios::baseline(Duration::from_secs(3), 32, 50).await?;
