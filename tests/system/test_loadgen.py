@@ -66,3 +66,12 @@ def test_reads_and_idle_sockets_report_their_figures(loadgen):
     assert "MongoDB commands per request 0.000" in out, "a warm read went to MongoDB:\n" + out
     out = loadgen("idle", "--sockets", "20")
     assert re.search(r"20 authenticated sockets .* KiB per socket", out, re.S), out
+
+
+def test_abuse_counts_checks_within_the_limit(loadgen):
+    out = loadgen("abuse", "--clients", "12", "--concurrency", "20")
+    m = re.search(r"12 concurrent wrong logins against one account: (\d+) checked", out)
+    assert m and 1 <= int(m.group(1)) <= 10, out
+    assert re.search(r"bystander's login during 20 concurrent .*\[5x 200\]", out), out
+    flood = re.search(r"the flood's answers: (.*)", out)
+    assert flood and "error" not in flood.group(1) and "timeout" not in flood.group(1), out
