@@ -149,6 +149,24 @@ pub struct Consumer<H> {
 enum Failure {
     Retry(String),
     Dead(String),
+    /// This service's own database did not answer: no fault of the event,
+    /// so it waits without using up an attempt (an outage longer than the
+    /// schedule must not park every event in flight).
+    Unavailable(String),
+}
+
+/// How long a delivery that met an unavailable database holds its slot
+/// before it goes to wait in the first retry queue: the consumer slows
+/// down while the database is away instead of spinning.
+const UNAVAILABLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// True when `e` is, or wraps, "MongoDB is unreachable".
+fn database_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<mongodb::error::Error>()
+            .is_some_and(shared::storage::is_unavailable)
+    })
 }
 
 impl<H: Handler> Consumer<H> {
@@ -309,7 +327,7 @@ impl<H: Handler> Consumer<H> {
             }
             Err(failure) if live => {
                 let reason = match failure {
-                    Failure::Retry(r) | Failure::Dead(r) => r,
+                    Failure::Retry(r) | Failure::Dead(r) | Failure::Unavailable(r) => r,
                 };
                 tracing::warn!(queue, reason = %reason, "live event dropped");
                 self.metrics
@@ -319,18 +337,39 @@ impl<H: Handler> Consumer<H> {
             }
             Err(failure) => {
                 let attempt = retry_count(&delivery.properties);
-                let (target, reason, label) = match failure {
-                    Failure::Retry(reason) if (attempt as usize) < self.schedule.delays.len() => {
-                        let delay = self.schedule.delays[attempt as usize];
-                        (Topology::retry_queue(queue, delay), reason, "retried")
+                let (target, reason, label, step) = match failure {
+                    Failure::Unavailable(reason) if !self.schedule.delays.is_empty() => {
+                        tokio::time::sleep(UNAVAILABLE_PAUSE).await;
+                        let delay = self.schedule.delays[0];
+                        (
+                            Topology::retry_queue(queue, delay),
+                            reason,
+                            "deferred",
+                            Some(0),
+                        )
                     }
-                    Failure::Retry(reason) | Failure::Dead(reason) => {
-                        (Topology::dead_queue(queue), reason, "dead_lettered")
+                    Failure::Retry(reason) | Failure::Unavailable(reason)
+                        if (attempt as usize) < self.schedule.delays.len() =>
+                    {
+                        let delay = self.schedule.delays[attempt as usize];
+                        let step = Some(attempt as usize);
+                        (Topology::retry_queue(queue, delay), reason, "retried", step)
+                    }
+                    Failure::Retry(reason)
+                    | Failure::Dead(reason)
+                    | Failure::Unavailable(reason) => {
+                        (Topology::dead_queue(queue), reason, "dead_lettered", None)
                     }
                 };
-                let mut props = with_retry_headers(&delivery.properties, attempt + 1, &reason);
-                if label == "retried" {
-                    props = with_jittered_delay(props, self.schedule.delays[attempt as usize]);
+                // A deferral does not count as an attempt.
+                let counted = if label == "deferred" {
+                    attempt
+                } else {
+                    attempt + 1
+                };
+                let mut props = with_retry_headers(&delivery.properties, counted, &reason);
+                if let Some(step) = step {
+                    props = with_jittered_delay(props, self.schedule.delays[step]);
                 }
                 if let Err(e) = self
                     .publisher
@@ -348,7 +387,7 @@ impl<H: Handler> Consumer<H> {
                         .await?;
                     return Ok(());
                 }
-                tracing::warn!(queue, attempt = attempt + 1, schedule = self.schedule.name, to = %target, reason = %reason, "delivery failed");
+                tracing::warn!(queue, attempt = counted, schedule = self.schedule.name, to = %target, reason = %reason, "delivery failed");
                 self.metrics
                     .events_consumed
                     .with_label_values(&[queue, label])
@@ -378,11 +417,17 @@ impl<H: Handler> Consumer<H> {
             match processed.seen(queue, &envelope.id).await {
                 Ok(true) => return Ok("duplicate"),
                 Ok(false) => {}
+                Err(e) if shared::storage::is_unavailable(&e) => {
+                    return Err(Failure::Unavailable(format!("idempotency store: {e}")))
+                }
                 Err(e) => return Err(Failure::Retry(format!("idempotency store: {e}"))),
             }
         }
         match self.handler.handle(envelope).await {
             Ok(()) => {}
+            Err(HandlerError::Transient(e)) if database_unavailable(&e) => {
+                return Err(Failure::Unavailable(format!("{e:#}")))
+            }
             Err(HandlerError::Transient(e)) => return Err(Failure::Retry(format!("{e:#}"))),
             Err(HandlerError::Permanent(e)) => return Err(Failure::Dead(format!("{e:#}"))),
         }

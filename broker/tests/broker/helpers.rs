@@ -128,6 +128,24 @@ pub struct Recorder {
     pub effects: Option<Database>,
     /// A `auth.session.revoked` for this session fails (transiently) every time.
     pub fail_session: Option<String>,
+    /// A `auth.session.revoked` for this session meets an unreachable
+    /// MongoDB (a real driver error) as many times as the counter says.
+    pub unavailable: Option<(String, Arc<std::sync::atomic::AtomicUsize>)>,
+}
+
+/// A real "MongoDB is unreachable" error from the driver.
+pub async fn unreachable_database_error() -> mongodb::error::Error {
+    let client = mongodb::Client::with_uri_str(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=100&connectTimeoutMS=100",
+    )
+    .await
+    .unwrap();
+    client
+        .database("x")
+        .collection::<mongodb::bson::Document>("y")
+        .find_one(mongodb::bson::doc! {})
+        .await
+        .unwrap_err()
 }
 
 impl Handler for Recorder {
@@ -135,6 +153,14 @@ impl Handler for Recorder {
         if let broker::Event::SessionRevoked(e) = &event.data {
             if self.fail_session.as_deref() == Some(e.session_id.as_str()) {
                 return Err(HandlerError::Transient(anyhow::anyhow!("told to fail")));
+            }
+            if let Some((session, left)) = &self.unavailable {
+                let ordering = std::sync::atomic::Ordering::SeqCst;
+                if session == &e.session_id && left.load(ordering) > 0 {
+                    left.fetch_sub(1, ordering);
+                    let e = anyhow::Error::from(unreachable_database_error().await);
+                    return Err(HandlerError::Transient(e.context("notifications store")));
+                }
             }
         }
         if let Some(db) = &self.effects {

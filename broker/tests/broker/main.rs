@@ -227,6 +227,75 @@ async fn poison_is_dead_lettered_at_once_and_a_failing_handler_gets_the_retry_sc
     env.cleanup(&broker, &[]).await;
 }
 
+/// An outage of the consumer's own database longer than the retry
+/// schedule parks nothing: those failures wait without using attempts.
+#[tokio::test]
+async fn an_unreachable_database_defers_an_event_without_using_up_its_retries() {
+    let env = TestEnv::new().await;
+    let broker = env.broker();
+    let publisher = env.publisher(&broker);
+    // Six failures in a row, against a schedule of three retries.
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(6));
+    let recorder = Recorder {
+        unavailable: Some(("s-outage".into(), left.clone())),
+        ..Recorder::default()
+    };
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    )
+    .with_schedule(RetrySchedule::fast());
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    broker.channel().await.unwrap();
+    let queue = broker.topology().queue(&CHAT_SVC_USERS);
+    eventually_declared(&broker, &queue).await;
+    let event = Envelope::new(
+        "auth-svc",
+        None,
+        SessionRevoked {
+            user_id: "u9".into(),
+            session_id: "s-outage".into(),
+            reason: "logout".into(),
+        },
+    );
+    publisher.publish(&event).await.unwrap();
+
+    eventually(
+        "handled once the database is back",
+        Duration::from_secs(30),
+        || recorder.count() == 1,
+    )
+    .await;
+    assert_eq!(left.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let count = |label: &str| {
+        env.metrics
+            .events_consumed
+            .with_label_values(&[&queue, label])
+            .get()
+    };
+    assert_eq!(
+        count("deferred"),
+        6,
+        "each unreachable-database failure waited"
+    );
+    assert_eq!(count("retried"), 0, "no attempt was used");
+    assert_eq!(count("dead_lettered"), 0);
+    assert!(
+        env.drain(&broker, &Topology::dead_queue(&queue))
+            .await
+            .is_empty(),
+        "nothing parked"
+    );
+
+    shutdown.cancel();
+    task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
 async fn eventually_declared(broker: &broker::Broker, queue: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
