@@ -6,13 +6,13 @@
 use std::net::TcpListener;
 
 use anyhow::Context;
-use deadpool_redis::Pool;
 use mongodb::Database;
 use secrecy::ExposeSecret;
 use shared::auth::TokenVerifier;
 use shared::config::CommonConfig;
 use shared::health::Readiness;
 use shared::metrics::Metrics;
+use shared::redis_link::Redis;
 use shared::server::{serve, HttpParts, Running};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ pub struct Infra {
     pub shutdown: CancellationToken,
     pub metrics: Metrics,
     pub db: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub messaging: Messaging,
     /// Background work (relay, keeper, consumers) awaited on shutdown.
     pub tasks: Vec<JoinHandle<()>>,

@@ -523,6 +523,15 @@ pub async fn reads(
         ));
     }
     for (label, target, pids) in targets {
+        // The service's own trivial handler, through the same path.
+        let (_, live, _) = hammer(
+            &format!("{target}/health/live"),
+            None,
+            concurrency,
+            duration,
+        )
+        .await;
+        let live_rps = live as f64 / duration.as_secs_f64();
         for (what, path) in [
             ("GET /api/chat", "/api/chat".to_owned()),
             ("first page", format!("/api/chat/{first_chat}/messages")),
@@ -541,7 +550,8 @@ pub async fn reads(
                 duration.as_secs()
             );
             println!(
-                "   {rps:.0} req/s ({:.2}x the trivial handler's {trivial_rps:.0}); {}; {errors} errors",
+                "   {rps:.0} req/s ({:.2}x the service's /health/live at {live_rps:.0}, {:.2}x the trivial handler's {trivial_rps:.0}); {}; {errors} errors",
+                rps / live_rps.max(1.0),
                 rps / trivial_rps.max(1.0),
                 lat.summary()
             );

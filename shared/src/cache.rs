@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, AsyncCommands};
-use deadpool_redis::Pool;
+use crate::redis_link::Redis;
+use redis::AsyncCommands;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -70,14 +70,14 @@ pub struct Generations(Vec<i64>);
 /// One service's cache; keys are `<redis_prefix><kind>:<id>`.
 #[derive(Clone)]
 pub struct Cache {
-    pool: Pool,
+    pool: Redis,
     prefix: String,
     metrics: Metrics,
     enabled: bool,
 }
 
 impl Cache {
-    pub fn new(pool: Pool, prefix: &str, metrics: Metrics) -> Self {
+    pub fn new(pool: Redis, prefix: &str, metrics: Metrics) -> Self {
         Self {
             pool,
             prefix: prefix.to_owned(),
@@ -98,7 +98,7 @@ impl Cache {
 
     async fn with_conn<T>(
         &self,
-        f: impl AsyncFnOnce(&mut deadpool_redis::Connection) -> redis::RedisResult<T>,
+        f: impl AsyncFnOnce(&mut redis::aio::ConnectionManager) -> redis::RedisResult<T>,
     ) -> Option<T> {
         if !self.enabled {
             return None;

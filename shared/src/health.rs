@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redis_link::Redis;
 use actix_web::{web, HttpResponse};
-use deadpool_redis::Pool;
 use mongodb::bson::doc;
 use mongodb::Database;
 use serde::Serialize;
@@ -20,7 +20,7 @@ pub type BrokerProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 #[derive(Clone)]
 pub struct Readiness {
     pub mongo: Database,
-    pub redis: Pool,
+    pub redis: Redis,
     pub broker: BrokerProbe,
     pub metrics: Metrics,
 }
@@ -59,7 +59,7 @@ impl Readiness {
     pub async fn check_redis(&self) -> Check {
         let ping = async {
             let mut conn = self.redis.get().await.ok()?;
-            deadpool_redis::redis::cmd("PING")
+            redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
                 .ok()

@@ -32,6 +32,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
+pub mod redis_link;
 pub mod revocations;
 pub mod server;
 pub mod shutdown;

@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis;
-use deadpool_redis::Pool;
+use crate::redis_link::Redis;
 
 /// Takes one attempt and answers the count and the window's milliseconds left.
 /// `PTTL` is -1 only if a key lost its expiry (it never should); it gets one.
@@ -78,7 +77,7 @@ impl Attempt {
 /// "At most `limit` attempts (or failures) per `window` per key."
 #[derive(Clone)]
 pub struct FailureLimiter {
-    pool: Pool,
+    pool: Redis,
     prefix: String,
     limit: u32,
     window: Duration,
@@ -87,7 +86,7 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     /// `name` separates limiters in the Redis key space.
-    pub fn new(pool: Pool, redis_prefix: &str, name: &str, limit: u32, window: Duration) -> Self {
+    pub fn new(pool: Redis, redis_prefix: &str, name: &str, limit: u32, window: Duration) -> Self {
         Self {
             pool,
             prefix: format!("{redis_prefix}fail:{name}:"),

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::{Config as RedisConfig, Pool, PoolConfig, Runtime, Timeouts};
 use mongodb::bson::Document;
 use mongodb::event::command::CommandEvent;
 use mongodb::event::EventHandler;
@@ -13,6 +12,7 @@ use mongodb::{Client, Database};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::metrics::Metrics;
+use crate::redis_link::Redis;
 
 /// Connects lazily: the driver retries in the background, so a service can
 /// start while MongoDB is still coming up and report itself not ready.
@@ -90,21 +90,8 @@ pub fn is_unavailable(e: &mongodb::error::Error) -> bool {
     ) || e.contains_label("RetryableWriteError")
 }
 
-/// Redis pool whose every wait is bounded, so a Redis outage costs
-/// milliseconds per request instead of a timeout.
-pub fn redis(url: &SecretString) -> anyhow::Result<Pool> {
-    let mut config = RedisConfig::from_url(url.expose_secret());
-    let timeout = Some(Duration::from_millis(500));
-    config.pool = Some(PoolConfig {
-        max_size: 64,
-        timeouts: Timeouts {
-            wait: timeout,
-            create: timeout,
-            recycle: timeout,
-        },
-        ..PoolConfig::default()
-    });
-    config
-        .create_pool(Some(Runtime::Tokio1))
-        .context("create Redis pool")
+/// The Redis link (see [`crate::redis_link`]): every wait bounded, so a
+/// Redis outage costs milliseconds per request instead of a timeout.
+pub fn redis(url: &SecretString) -> anyhow::Result<Redis> {
+    Redis::new(url.expose_secret()).context("parse the Redis URL")
 }

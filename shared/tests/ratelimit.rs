@@ -5,14 +5,12 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis;
 use shared::ratelimit::FailureLimiter;
+use shared::redis_link::Redis;
 
-fn pool() -> deadpool_redis::Pool {
+fn pool() -> Redis {
     let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap()
+    Redis::new(&url).unwrap()
 }
 
 fn prefix() -> String {
@@ -113,9 +111,7 @@ async fn a_refunded_attempt_is_given_back_and_reset_clears_the_key() {
 
 #[tokio::test]
 async fn without_redis_the_limit_holds_on_this_instance() {
-    let dead = deadpool_redis::Config::from_url("redis://127.0.0.1:1")
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
+    let dead = Redis::new("redis://127.0.0.1:1").unwrap();
     let limiter = FailureLimiter::new(dead, &prefix(), "pw", 3, Duration::from_secs(60));
     for _ in 0..3 {
         let _kept = limiter.acquire("carol").await.unwrap();

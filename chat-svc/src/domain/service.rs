@@ -12,7 +12,6 @@ use broker::events::chat::{
     MessageUpdated, ReadMarked, Typing,
 };
 use broker::{Envelope, Event, EventPayload, Outbox, Publisher};
-use deadpool_redis::redis;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;

@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use broker::events::chat::Presence;
 use broker::{Envelope, Publisher};
-use deadpool_redis::redis;
-use deadpool_redis::Pool;
+use shared::redis_link::Redis;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::Hub;
@@ -25,7 +24,7 @@ use crate::storage::chats::Chats;
 
 #[derive(Clone)]
 pub struct PresenceTracker {
-    pool: Pool,
+    pool: Redis,
     prefix: String,
     registry: String,
     instance_users: String,
@@ -47,7 +46,7 @@ fn now_secs() -> i64 {
 
 impl PresenceTracker {
     pub fn new(
-        pool: Pool,
+        pool: Redis,
         redis_prefix: &str,
         instance: &str,
         publisher: Publisher,
@@ -200,7 +199,7 @@ impl PresenceTracker {
         }
     }
 
-    async fn conn(&self) -> redis::RedisResult<deadpool_redis::Connection> {
+    async fn conn(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
         self.pool.get().await.map_err(|e| {
             redis::RedisError::from((redis::ErrorKind::IoError, "redis pool", e.to_string()))
         })

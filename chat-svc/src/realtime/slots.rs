@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis;
-use deadpool_redis::Pool;
+use shared::redis_link::Redis;
 
 /// From the contract (product.md, "Security requirements").
 pub const MAX_SOCKETS_PER_USER: usize = 16;
@@ -43,7 +42,7 @@ pub enum Admission {
 
 #[derive(Clone)]
 pub struct SocketSlots {
-    pool: Pool,
+    pool: Redis,
     prefix: String,
     instance: String,
     ttl_secs: i64,
@@ -54,7 +53,7 @@ fn now_secs() -> i64 {
 }
 
 impl SocketSlots {
-    pub fn new(pool: Pool, redis_prefix: &str, instance: &str, ttl_secs: i64) -> Self {
+    pub fn new(pool: Redis, redis_prefix: &str, instance: &str, ttl_secs: i64) -> Self {
         Self {
             pool,
             prefix: format!("{redis_prefix}ws-sockets:"),

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use broker::events::chat::Cursors;
-use deadpool_redis::redis;
-use deadpool_redis::Pool;
+use shared::redis_link::Redis;
 
 const KEEP: usize = 1000;
 const EXPIRE_SECS: i64 = 24 * 3600;
@@ -17,7 +16,7 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Timeline {
-    pool: Pool,
+    pool: Redis,
     prefix: String,
 }
 
@@ -45,7 +44,7 @@ pub fn cursor_key(c: &str) -> (u64, u64) {
 }
 
 impl Timeline {
-    pub fn new(pool: Pool, redis_prefix: &str) -> Self {
+    pub fn new(pool: Redis, redis_prefix: &str) -> Self {
         Self {
             pool,
             prefix: format!("{redis_prefix}timeline:"),
@@ -146,7 +145,7 @@ impl Timeline {
 /// `(cursor, frame)` of the entries of `key` from `start` (an XRANGE bound)
 /// on, at most twice what a timeline keeps.
 async fn frames_from(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut redis::aio::ConnectionManager,
     key: &str,
     start: &str,
 ) -> Option<Vec<(String, String)>> {

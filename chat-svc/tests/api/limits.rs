@@ -329,10 +329,9 @@ async fn a_cached_not_found_lives_at_most_30_s() {
     );
     t.send(0, &ivy, &real, "warm").await;
 
-    let pool = deadpool_redis::Config::from_url(
-        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    let pool = shared::redis_link::Redis::new(
+        &std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
     )
-    .create_pool(Some(deadpool_redis::Runtime::Tokio1))
     .unwrap();
     let mut conn = pool.get().await.unwrap();
     let prefix = t.redis_prefix();
