@@ -219,12 +219,23 @@ impl CommonConfig {
             &self.mongodb_uri,
             &["mongodb", "mongodb+srv"],
         )?;
-        scheme(
-            "redis_url",
-            &self.redis_url,
-            &["redis", "rediss", "redis+unix"],
-        )?;
-        scheme("amqp_url", &self.amqp_url, &["amqp", "amqps"])?;
+        // TLS that the clients of this build cannot speak is refused, never
+        // quietly downgraded to plain text (lapin and redis are built
+        // without TLS; the MongoDB driver has it built in).
+        let no_tls = |key: &str, value: &SecretString, tls: &str| {
+            if value.expose_secret().starts_with(&format!("{tls}://")) {
+                Err(ConfigError::key(
+                    key,
+                    format!("{tls}:// asks for TLS, which this build does not support; refusing rather than connecting in plain text"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        no_tls("redis_url", &self.redis_url, "rediss")?;
+        no_tls("amqp_url", &self.amqp_url, "amqps")?;
+        scheme("redis_url", &self.redis_url, &["redis", "redis+unix"])?;
+        scheme("amqp_url", &self.amqp_url, &["amqp"])?;
         if !matches!(self.amqp_queue_type.as_str(), "quorum" | "classic") {
             return Err(ConfigError::key(
                 "amqp_queue_type",
@@ -369,6 +380,23 @@ mod tests {
         let t = load(d).unwrap();
         let err = t.validate().unwrap_err();
         assert!(err.0.contains("amqp_url"), "{err}");
+    }
+
+    #[test]
+    fn tls_urls_are_refused_rather_than_downgraded() {
+        for (key, url) in [
+            ("amqp_url", "amqps://svc:pw@broker:5671/%2f"),
+            ("redis_url", "rediss://svc:pw@redis:6380"),
+        ] {
+            let mut d = common_defaults("chat-svc", 8082);
+            d[key] = serde_json::json!(url);
+            let err = load(d).unwrap().validate().unwrap_err();
+            assert!(err.0.contains(key) && err.0.contains("TLS"), "{err}");
+            assert!(
+                !err.0.contains("pw"),
+                "the URL's secret is not echoed: {err}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub struct Inner {
     pub db_operations: IntCounterVec,
     /// `events_published_total{type}`.
     pub events_published: IntCounterVec,
-    /// `events_consumed_total{queue, outcome="ok"|"duplicate"|"retried"|"dead_lettered"}`.
+    /// `events_consumed_total{queue, outcome="ok"|"duplicate"|"retried"|"deferred"|"dead_lettered"|"dropped"}`.
     pub events_consumed: IntCounterVec,
     /// `outbox_backlog`: events committed but not yet confirmed by the broker.
     pub outbox_backlog: IntGauge,
