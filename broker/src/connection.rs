@@ -2,8 +2,12 @@
 //! own recovery does not survive a broker restart (amqp-rs/lapin#450), so
 //! every user asks [`Broker`] for a channel and gets a fresh one on a fresh
 //! connection (with the topology declared again) whenever the old one died.
+//!
+//! The URL may list several nodes of a cluster, comma-separated: each
+//! (re)connection tries them in turn, starting with the node after the one
+//! it last used, so the loss of a node moves the process to the next.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +27,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Broker(Arc<Inner>);
 
 struct Inner {
-    url: String,
+    /// The cluster's nodes, tried in turn.
+    urls: Vec<String>,
+    /// The node to try first on the next connection.
+    next: AtomicUsize,
     name: String,
     topology: Topology,
     connection: Mutex<Option<Connection>>,
@@ -43,9 +50,12 @@ pub enum ConnectError {
 
 impl Broker {
     /// Does not connect yet: the first use (or [`Broker::spawn_keeper`]) does.
+    /// `url`: one AMQP URL, or several (the nodes of a cluster) separated
+    /// by commas.
     pub fn new(url: &str, topology: Topology, connection_name: &str) -> Self {
         Self(Arc::new(Inner {
-            url: url.to_owned(),
+            urls: node_urls(url),
+            next: AtomicUsize::new(0),
             name: connection_name.to_owned(),
             topology,
             connection: Mutex::new(None),
@@ -104,22 +114,41 @@ impl Broker {
         Ok(ch)
     }
 
-    /// Connects and declares the topology, all under one deadline: a broker
-    /// that accepts TCP while it boots can leave a handshake or a queue
-    /// declaration unanswered, and the caller holds the connection lock.
+    /// Tries every node once, from the one after the last used; each
+    /// attempt has the whole deadline of a connection.
     async fn connect(&self) -> Result<Connection, ConnectError> {
         self.0.connected.store(false, Ordering::Relaxed);
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect_and_declare())
-            .await
-            .map_err(|_| ConnectError::Timeout)?
+        let n = self.0.urls.len();
+        let first = self.0.next.load(Ordering::Relaxed);
+        let mut last = ConnectError::Timeout;
+        for i in 0..n {
+            let node = (first + i) % n;
+            let attempt = self.connect_and_declare(&self.0.urls[node]);
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                Ok(Ok(conn)) => {
+                    // A later loss starts with the next node.
+                    self.0.next.store((node + 1) % n, Ordering::Relaxed);
+                    return Ok(conn);
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => last = ConnectError::Timeout,
+            }
+            if n > 1 {
+                tracing::warn!(node, error = %last, "broker node unreachable; trying the next");
+            }
+        }
+        Err(last)
     }
 
-    async fn connect_and_declare(&self) -> Result<Connection, ConnectError> {
+    /// Connects and declares the topology, under the caller's deadline: a
+    /// broker that accepts TCP while it boots can leave a handshake or a
+    /// queue declaration unanswered, and the caller holds the connection lock.
+    async fn connect_and_declare(&self, url: &str) -> Result<Connection, ConnectError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(self.0.name.clone().into())
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio::current());
-        let conn = Connection::connect(&self.0.url, properties).await?;
+        let conn = Connection::connect(url, properties).await?;
         let flag = self.0.connected.clone();
         let mut events = conn.events_listener();
         tokio::spawn(async move {
@@ -191,4 +220,13 @@ impl Broker {
         }
         self.0.connected.store(false, Ordering::Relaxed);
     }
+}
+
+/// The nodes of a comma-separated list of AMQP URLs.
+pub fn node_urls(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }

@@ -223,7 +223,11 @@ impl CommonConfig {
         // quietly downgraded to plain text (lapin and redis are built
         // without TLS; the MongoDB driver has it built in).
         let no_tls = |key: &str, value: &SecretString, tls: &str| {
-            if value.expose_secret().starts_with(&format!("{tls}://")) {
+            let asks = value
+                .expose_secret()
+                .split(',')
+                .any(|u| u.trim().starts_with(&format!("{tls}://")));
+            if asks {
                 Err(ConfigError::key(
                     key,
                     format!("{tls}:// asks for TLS, which this build does not support; refusing rather than connecting in plain text"),
@@ -235,7 +239,10 @@ impl CommonConfig {
         no_tls("redis_url", &self.redis_url, "rediss")?;
         no_tls("amqp_url", &self.amqp_url, "amqps")?;
         scheme("redis_url", &self.redis_url, &["redis", "redis+unix"])?;
-        scheme("amqp_url", &self.amqp_url, &["amqp"])?;
+        // One URL, or the nodes of a cluster separated by commas.
+        for node in self.amqp_url.expose_secret().split(',') {
+            scheme("amqp_url", &SecretString::from(node.trim()), &["amqp"])?;
+        }
         if !matches!(self.amqp_queue_type.as_str(), "quorum" | "classic") {
             return Err(ConfigError::key(
                 "amqp_queue_type",
@@ -383,9 +390,26 @@ mod tests {
     }
 
     #[test]
+    fn amqp_url_may_list_the_nodes_of_a_cluster() {
+        let mut d = common_defaults("chat-svc", 8082);
+        d["amqp_url"] = serde_json::json!("amqp://a:1/%2f, amqp://b:2/%2f");
+        // (Later checks, such as the key files, may still fail here.)
+        if let Err(e) = load(d.clone()).unwrap().validate() {
+            assert!(!e.0.contains("amqp_url"), "{e}");
+        }
+        d["amqp_url"] = serde_json::json!("amqp://a:1/%2f,http://b:2");
+        let err = load(d).unwrap().validate().unwrap_err();
+        assert!(err.0.contains("amqp_url"), "{err}");
+    }
+
+    #[test]
     fn tls_urls_are_refused_rather_than_downgraded() {
         for (key, url) in [
             ("amqp_url", "amqps://svc:pw@broker:5671/%2f"),
+            (
+                "amqp_url",
+                "amqp://svc:pw@a:5672/%2f,amqps://svc:pw@b:5671/%2f",
+            ),
             ("redis_url", "rediss://svc:pw@redis:6380"),
         ] {
             let mut d = common_defaults("chat-svc", 8082);

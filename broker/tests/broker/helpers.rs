@@ -52,8 +52,13 @@ impl TestEnv {
     }
 
     pub fn broker(&self) -> Broker {
+        self.broker_at(&amqp_url())
+    }
+
+    /// A broker handle on `url` (one URL or a comma-separated node list).
+    pub fn broker_at(&self, url: &str) -> Broker {
         Broker::new(
-            &amqp_url(),
+            url,
             Topology::new(self.prefix.clone()).with_queues(
                 broker::topology::QueueType::Classic,
                 Some(std::time::Duration::from_secs(600)),

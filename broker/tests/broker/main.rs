@@ -14,7 +14,7 @@ use broker::events::auth::{SessionRevoked, UserRegistered};
 use broker::events::chat::Typing;
 use broker::topology::CHAT_SVC_USERS;
 use broker::{Consumer, Envelope, Outbox, ProcessedEvents, PublishError, RetrySchedule, Topology};
-use helpers::{durable, eventually, Recorder, TestEnv};
+use helpers::{amqp_url, durable, eventually, Recorder, TestEnv};
 use lapin::types::AMQPValue;
 use tokio_util::sync::CancellationToken;
 
@@ -222,6 +222,44 @@ async fn poison_is_dead_lettered_at_once_and_a_failing_handler_gets_the_retry_sc
     assert_eq!(count("retried"), 3, "only the handler failure was retried");
     assert_eq!(count("dead_lettered"), 3);
 
+    shutdown.cancel();
+    task.await.unwrap();
+    env.cleanup(&broker, &[]).await;
+}
+
+/// A node list whose first node is down: the connection goes to the next,
+/// and an event published through it arrives.
+#[tokio::test]
+async fn a_dead_first_node_of_the_list_is_skipped() {
+    let env = TestEnv::new().await;
+    // Port 1 refuses connections: a node that is down.
+    let dead = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let broker = env.broker_at(&format!("{dead}, {}", amqp_url()));
+    let publisher = env.publisher(&broker);
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        broker.clone(),
+        publisher.clone(),
+        durable(CHAT_SVC_USERS),
+        Arc::new(recorder.clone()),
+        env.metrics.clone(),
+    );
+    let task = tokio::spawn(consumer.run(shutdown.clone()));
+    broker
+        .channel()
+        .await
+        .expect("connected through the second node");
+    assert!(broker.is_connected());
+    eventually_declared(&broker, &broker.topology().queue(&CHAT_SVC_USERS)).await;
+    publisher
+        .publish(&Envelope::new("auth-svc", None, user_registered(7)))
+        .await
+        .expect("published");
+    eventually("the event arrives", Duration::from_secs(10), || {
+        recorder.count() == 1
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
     env.cleanup(&broker, &[]).await;
