@@ -173,3 +173,16 @@ def test_gateway_own_answers_carry_the_headers(stack: Stack):
     assert head.startswith("http/1.1 400"), head
     for name, value in COMMON.items():
         assert f"{name}: {value}".lower() in head, (name, head)
+
+
+def test_the_gateway_keeps_a_clients_request_id_and_replaces_a_malformed_one(stack: Stack, people: dict):
+    alice: User = people["alice"]
+    g = alice.client(stack.gateway)
+    for path in ("/api/users/me", "/api/chat", "/api/notifications"):
+        kept = g.get(path, headers={"X-Request-Id": "client-trace_0042"})
+        assert kept.status_code == 200, path
+        assert kept.headers["x-request-id"] == "client-trace_0042", f"{path}: {kept.headers.get('x-request-id')}"
+        for bad in ("has spaces in it", "x" * 65, "semi;colon"):
+            r = g.get(path, headers={"X-Request-Id": bad})
+            fresh = r.headers["x-request-id"]
+            assert fresh != bad and fresh and len(fresh) <= 64, f"{path}: {bad!r} -> {fresh!r}"
