@@ -119,6 +119,11 @@ impl Metrics {
             inner
                 .registry
                 .register(Box::new(inner.dependency_up.clone()))?;
+            // process_cpu_seconds_total, process_resident_memory_bytes,
+            // process_open_fds, process_max_fds, process_threads, ... (Linux).
+            inner.registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))?;
             Ok(inner)
         };
         match build() {

@@ -253,6 +253,17 @@ async fn readiness_reports_each_dependency() {
         metrics.contains("http_request_duration_seconds_bucket"),
         "latency histogram exported"
     );
+    // Process metrics; CPU may still read 0 this early, the others cannot.
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} exported"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") > 2.0);
 }
 
 #[tokio::test]
