@@ -97,14 +97,17 @@ impl Infra {
         let listener = TcpListener::bind((common.http_host.as_str(), common.http_port))
             .with_context(|| format!("bind {}:{}", common.http_host, common.http_port))?;
         let port = listener.local_addr()?.port();
+        let readiness = Readiness {
+            mongo: self.db.clone(),
+            redis: self.redis.clone(),
+            broker: self.messaging.broker.probe(),
+            metrics: self.metrics.clone(),
+        };
+        let mut tasks = self.tasks;
+        tasks.push(tokio::spawn(readiness.clone().watch(self.shutdown.clone())));
         let parts = HttpParts {
             metrics: self.metrics.clone(),
-            readiness: Readiness {
-                mongo: self.db.clone(),
-                redis: self.redis.clone(),
-                broker: self.messaging.broker.probe(),
-                metrics: self.metrics.clone(),
-            },
+            readiness,
             verifier,
             allowed_origins: common.allowed_origins.clone(),
             trusted_proxies: common.trusted_proxies(),
@@ -116,7 +119,7 @@ impl Infra {
             port,
             server,
             shutdown: self.shutdown,
-            tasks: self.tasks,
+            tasks,
         })
     }
 }

@@ -75,24 +75,55 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
-    let (mongodb, redis) = tokio::join!(readiness.check_mongo(), readiness.check_redis());
-    let rabbitmq = if (readiness.broker)() {
-        Check::Ok
-    } else {
-        Check::Down
-    };
-    for (name, check) in [
-        ("mongodb", mongodb),
-        ("redis", redis),
-        ("rabbitmq", rabbitmq),
-    ] {
-        readiness
-            .metrics
-            .dependency_up
-            .with_label_values(&[name])
-            .set(i64::from(check == Check::Ok));
+/// How often `dependency_up` is refreshed without anyone asking.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Readiness {
+    /// Checks every dependency and records the result in `dependency_up`.
+    async fn check_all(&self) -> Checks {
+        let (mongodb, redis) = tokio::join!(self.check_mongo(), self.check_redis());
+        let rabbitmq = if (self.broker)() {
+            Check::Ok
+        } else {
+            Check::Down
+        };
+        for (name, check) in [
+            ("mongodb", mongodb),
+            ("redis", redis),
+            ("rabbitmq", rabbitmq),
+        ] {
+            self.metrics
+                .dependency_up
+                .with_label_values(&[name])
+                .set(i64::from(check == Check::Ok));
+        }
+        Checks {
+            mongodb,
+            redis,
+            rabbitmq,
+        }
     }
+
+    /// Keeps `dependency_up` current (every 5 s) until `shutdown`, so that an
+    /// outage shows in the metrics whether or not anything polls readiness.
+    pub async fn watch(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => { self.check_all().await; }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+pub async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
+    let Checks {
+        mongodb,
+        redis,
+        rabbitmq,
+    } = readiness.check_all().await;
     let status = match (mongodb, redis, rabbitmq) {
         (Check::Down, _, _) => "down",
         (Check::Ok, Check::Ok, Check::Ok) => "ok",

@@ -29,7 +29,8 @@ pub struct Inner {
     pub outbox_backlog: IntGauge,
     /// `websocket_connections`.
     pub ws_connections: IntGauge,
-    /// `dependency_up{dependency}`: 1 when the last readiness check reached it.
+    /// `dependency_up{dependency}`: 1 when the last check reached it (every
+    /// 5 s in the background, and on each readiness request).
     pub dependency_up: IntGaugeVec,
 }
 

@@ -456,3 +456,34 @@ async fn remembered_tokens_are_still_revoked_tampered_and_expired() {
         "a remembered token past its expiry"
     );
 }
+
+#[tokio::test]
+async fn dependency_up_is_kept_current_without_a_readiness_poll() {
+    let metrics = Metrics::new("watch");
+    let uri = secrecy::SecretString::from("mongodb://127.0.0.1:1".to_owned());
+    let mongo = shared::storage::mongo(&uri, "unused", "test", None)
+        .await
+        .unwrap();
+    let redis_url =
+        std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let readiness = Readiness {
+        mongo,
+        redis: shared::storage::redis(&secrecy::SecretString::from(redis_url)).unwrap(),
+        broker: Arc::new(|| true),
+        metrics: metrics.clone(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = tokio::spawn(readiness.watch(stop.clone()));
+    let up = |name: &str| metrics.dependency_up.with_label_values(&[name]).get();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while (up("redis"), up("rabbitmq")) != (1, 1) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dependency_up not set by the watcher"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(up("mongodb"), 0, "the unreachable MongoDB is down");
+    stop.cancel();
+    watcher.await.unwrap();
+}
