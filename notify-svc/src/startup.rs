@@ -74,6 +74,7 @@ impl Application {
             push: push.clone(),
             mail_wakeup: mail_wakeup.clone(),
             public_url: settings.public_url.clone(),
+            metrics: infra.metrics.clone(),
         };
         let shutdown = infra.shutdown.clone();
         infra.tasks.push(tokio::spawn(ensure_indexes(
@@ -131,6 +132,7 @@ impl Application {
             jobs: notifier.mail_jobs.clone(),
             mailer,
             wakeup: mail_wakeup,
+            metrics: infra.metrics.clone(),
         };
         infra.tasks.push(tokio::spawn(mail.run(shutdown.clone())));
 

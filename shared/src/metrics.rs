@@ -29,6 +29,10 @@ pub struct Inner {
     pub outbox_backlog: IntGauge,
     /// `websocket_connections`.
     pub ws_connections: IntGauge,
+    /// `push_attempts_total{result="delivered"|"gone"|"rejected"|"retry"}`.
+    pub push_attempts: IntCounterVec,
+    /// `mail_total{result="sent"|"failed"}` (a failed send is retried later).
+    pub mail: IntCounterVec,
     /// `dependency_up{dependency}`: 1 when the last check reached it (every
     /// 5 s in the background, and on each readiness request).
     pub dependency_up: IntGaugeVec,
@@ -83,6 +87,12 @@ impl Metrics {
                     &["queue", "outcome"],
                 )?,
                 outbox_backlog: IntGauge::new("outbox_backlog", "Events waiting in the outbox")?,
+                push_attempts: counter(
+                    "push_attempts_total",
+                    "Web Push sends, by result",
+                    &["result"],
+                )?,
+                mail: counter("mail_total", "SMTP sends, by result", &["result"])?,
                 ws_connections: IntGauge::new(
                     "websocket_connections",
                     "Open WebSocket connections",
@@ -120,6 +130,10 @@ impl Metrics {
             inner
                 .registry
                 .register(Box::new(inner.dependency_up.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.push_attempts.clone()))?;
+            inner.registry.register(Box::new(inner.mail.clone()))?;
             // process_cpu_seconds_total, process_resident_memory_bytes,
             // process_open_fds, process_max_fds, process_threads, ... (Linux).
             inner.registry.register(Box::new(

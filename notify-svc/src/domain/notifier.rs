@@ -41,6 +41,7 @@ pub struct Notifier {
     pub mail_wakeup: Arc<Notify>,
     /// Base of the links in mail (no trailing slash).
     pub public_url: String,
+    pub metrics: shared::metrics::Metrics,
 }
 
 /// A verification token as it may appear in a link: base64url or hex, so
@@ -279,6 +280,16 @@ impl Notifier {
         }
         let mut retry = None;
         for (key, sub_id, outcome) in join_all(jobs).await {
+            let result = match &outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Gone => "gone",
+                Outcome::Rejected(_) => "rejected",
+                Outcome::Retry(_) => "retry",
+            };
+            self.metrics
+                .push_attempts
+                .with_label_values(&[result])
+                .inc();
             match outcome {
                 Outcome::Delivered => {
                     self.subscriptions

@@ -18,6 +18,7 @@ pub struct MailWorker {
     pub jobs: MailJobs,
     pub mailer: Mailer,
     pub wakeup: Arc<Notify>,
+    pub metrics: shared::metrics::Metrics,
 }
 
 impl MailWorker {
@@ -25,7 +26,10 @@ impl MailWorker {
         while !shutdown.is_cancelled() {
             match self.jobs.claim(LEASE_MS).await {
                 Ok(Some(job)) => {
-                    match self.mailer.send(&job.mail, &job.id).await {
+                    let sent = self.mailer.send(&job.mail, &job.id).await;
+                    let result = if sent.is_ok() { "sent" } else { "failed" };
+                    self.metrics.mail.with_label_values(&[result]).inc();
+                    match sent {
                         Ok(()) => {
                             if let Err(e) = self.jobs.sent(&job.id).await {
                                 tracing::warn!(error = %e, job = %job.id, "sent mail not recorded");

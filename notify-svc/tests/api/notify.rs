@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::helpers::{new_test_id, settings_env, spawn_with};
 use crate::world::{
-    eventually, feed, feed_soon, mails_to, subject, subscribe, Behaviour, PushService, World,
+    eventually, feed, feed_soon, mails_to, metric, subject, subscribe, Behaviour, PushService,
+    World,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -93,6 +94,8 @@ async fn a_message_notifies_each_other_member_once_in_app_and_by_decryptable_pus
     }
     assert!(push.received("alice").is_empty());
     assert!(push.refused().is_empty(), "{:?}", push.refused());
+    let delivered = metric(&app, "push_attempts_total{result=\"delivered\"").await;
+    assert_eq!(delivered, 3.0, "three pushes counted as delivered");
 
     // Mark read: gone from the unread filter; someone else's id is a 404.
     let id = feed(&app, &bob, "").await[0]["id"]
@@ -444,6 +447,8 @@ async fn security_emails_for_each_auth_event_once() {
     );
     let subjects: HashSet<String> = mails.iter().map(|m| subject(m)).collect();
     assert_eq!(mails.len(), 4, "subjects: {subjects:?}");
+    let sent = metric(&app, "mail_total{result=\"sent\"").await;
+    assert!(sent >= 4.0, "the four mails counted as sent: {sent}");
     for expected in [
         "Security notice: two-factor authentication turned on",
         "Security notice: two-factor authentication turned off",

@@ -186,6 +186,24 @@ impl World {
     }
 }
 
+/// The value of the first metric line of `app` that starts with `prefix`
+/// (`name{first_label="value"`), or 0.
+pub async fn metric(app: &TestApp, prefix: &str) -> f64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The caller's feed.
 pub async fn feed(app: &TestApp, who: &Person, query: &str) -> Vec<Value> {
     let r = app
