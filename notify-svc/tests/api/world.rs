@@ -194,10 +194,10 @@ pub async fn metric(app: &TestApp, prefix: &str) -> f64 {
         .get(format!("{}/metrics", app.address))
         .send()
         .await
-        .unwrap()
+        .expect("metrics answered")
         .text()
         .await
-        .unwrap();
+        .expect("metrics text");
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
