@@ -38,7 +38,7 @@ use crate::workers::mailer::MailWorker;
 /// in any order (competing consumers see them so anyway). Auth events stay
 /// one at a time: a user's verification and the security event right
 /// after it must be seen in that order by one instance.
-const CHAT_CONCURRENCY: usize = 16;
+pub const CHAT_CONCURRENCY: usize = 16;
 
 pub struct Application(Running);
 
