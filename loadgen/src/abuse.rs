@@ -13,7 +13,8 @@ use crate::stats::Latencies;
 use crate::users::{password, rand_u32, register, source_address, User};
 
 /// Each request from its own loopback address, so that the per-address
-/// limits of the gateway and auth-svc do not hide the per-account one.
+/// limits of the gateway and auth-svc do not hide the per-account one
+/// (slots 100-749: registration uses the first ones).
 fn client_from(run: u32, n: usize) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         // source_address puts 8 consecutive numbers on one address.
@@ -89,7 +90,7 @@ pub async fn abuse(auth: &str, racers: usize, flood: usize) -> anyhow::Result<()
 
     // 1. Racing wrong logins against one account, from as many addresses.
     let clients: Vec<reqwest::Client> = (0..racers)
-        .map(|i| client_from(run, 1000 + i))
+        .map(|i| client_from(run, 100 + i))
         .collect::<anyhow::Result<_>>()?;
     let statuses: Vec<String> = join_all(clients.iter().map(|c| async {
         outcome(
@@ -107,14 +108,14 @@ pub async fn abuse(auth: &str, racers: usize, flood: usize) -> anyhow::Result<()
     );
 
     // 2. A bystander's login, alone and during another account's flood.
-    let (alone, alone_statuses) = logins(run, 2000, auth, bystander, 5).await?;
+    let (alone, alone_statuses) = logins(run, 400, auth, bystander, 5).await?;
     println!(
         "bystander's login alone (5 in a row): {} [{}]",
         alone.summary(),
         tally(&alone_statuses)
     );
     let clients: Vec<reqwest::Client> = (0..flood)
-        .map(|i| client_from(run, 3000 + i))
+        .map(|i| client_from(run, 450 + i))
         .collect::<anyhow::Result<_>>()?;
     let (token, url) = (flooder.token.clone(), format!("{auth}/api/auth/password"));
     let flooding = tokio::spawn(async move {
@@ -131,7 +132,7 @@ pub async fn abuse(auth: &str, racers: usize, flood: usize) -> anyhow::Result<()
     });
     // Let the flood reach the server before the bystander starts.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (during, during_statuses) = logins(run, 2100, auth, bystander, 5).await?;
+    let (during, during_statuses) = logins(run, 420, auth, bystander, 5).await?;
     let flood_statuses = flooding.await?;
     println!(
         "bystander's login during {flood} concurrent wrong passwords to POST /api/auth/password from one account: {} [{}]",
