@@ -9,11 +9,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::helpers::{spawn, Socket, TestChat, User};
+use crate::helpers::{spawn, Socket, Spy, TestChat, User};
 
 /// The dead process may hold the sweep's lease (10 s), and the sweep waits
 /// 2 s for the fast path before it takes a record.
@@ -41,7 +40,7 @@ async fn post_and_crash(t: &TestChat, alice: &User, chat: &str, client_msg_id: &
 /// id, on the broker and on a socket, until `ids` all arrived and 3 s more
 /// passed (for duplicates).
 async fn count(
-    spy: &mut lapin::Consumer,
+    spy: &mut Spy,
     socket: &mut Socket,
     kind: &str,
     ids: &[String],
@@ -51,8 +50,7 @@ async fn count(
     let mut settled: Option<Instant> = None;
     while Instant::now() < deadline && settled.is_none_or(|s| Instant::now() < s) {
         tokio::select! {
-            Some(Ok(delivery)) = spy.next() => {
-                let event: Value = serde_json::from_slice(&delivery.data).expect("event JSON");
+            Some(event) = spy.next() => {
                 let id = event["data"]["message"]["id"].as_str().unwrap_or_default().to_owned();
                 *on_broker.entry(id).or_insert(0) += 1;
             }
@@ -165,7 +163,7 @@ async fn an_edit_stored_by_a_crashed_instance_is_published_once() {
 }
 
 /// Every event on `spy` until 3 s pass without one, or [`RECOVERY`] ends.
-async fn drain(spy: &mut lapin::Consumer) -> Vec<Value> {
+async fn drain(spy: &mut Spy) -> Vec<Value> {
     let mut events = Vec::new();
     let deadline = Instant::now() + RECOVERY;
     while Instant::now() < deadline {
@@ -175,9 +173,7 @@ async fn drain(spy: &mut lapin::Consumer) -> Vec<Value> {
             Duration::from_secs(3)
         };
         match tokio::time::timeout(wait, spy.next()).await {
-            Ok(Some(Ok(delivery))) => {
-                events.push(serde_json::from_slice(&delivery.data).expect("event JSON"))
-            }
+            Ok(Some(event)) => events.push(event),
             _ => break,
         }
     }

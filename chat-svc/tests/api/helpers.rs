@@ -116,6 +116,27 @@ pub async fn spawn_with(instances: usize, overrides: Value) -> TestChat {
     chat
 }
 
+/// The events a test's spy queue received, each acked once read (manual
+/// acks, as every consumer of the project uses).
+pub struct Spy(lapin::Consumer);
+
+impl Spy {
+    /// The next event's JSON, or `None` once the consumer is gone.
+    /// Cancel-safe (tests `select!` on it): the only await is the stream's;
+    /// the ack goes out on its own task.
+    pub async fn next(&mut self) -> Option<Value> {
+        let delivery = self.0.next().await?.expect("spy delivery");
+        let acker = delivery.acker.clone();
+        tokio::spawn(async move {
+            acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .expect("spy ack")
+        });
+        Some(serde_json::from_slice(&delivery.data).expect("event JSON"))
+    }
+}
+
 impl TestChat {
     /// One more instance as a separate `chat-svc` process (which a test can
     /// kill outright), configured through the environment like production.
@@ -167,7 +188,7 @@ impl TestChat {
 
     /// A queue of the test's own on `chat.events`, bound to `routing_key`:
     /// what the instances published from then on (notify-svc's view).
-    pub async fn spy(&self, routing_key: &str) -> lapin::Consumer {
+    pub async fn spy(&self, routing_key: &str) -> Spy {
         use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
         use lapin::types::FieldTable;
         let prefix = self.settings["amqp_prefix"].as_str().unwrap_or_default();
@@ -204,17 +225,14 @@ impl TestChat {
             .basic_consume(
                 queue.name().as_str(),
                 "spy",
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
             .await
             .expect("spy consumes");
         // The connection lives as long as the consumer uses it.
         std::mem::forget(broker);
-        consumer
+        Spy(consumer)
     }
 
     /// The Redis key prefix this test's instances share.
