@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use broker::consumer::{HandlerError, Source};
 use broker::events::DecodedEnvelope;
-use broker::{Broker, Handler, Publisher, Topology};
+use broker::topology::CHAT_SVC_USERS;
+use broker::{Broker, Consumer, Handler, Publisher, RetrySchedule, Topology};
 use lapin::options::{BasicGetOptions, QueueDeleteOptions};
 use mongodb::Database;
 use shared::metrics::Metrics;
@@ -65,6 +66,24 @@ impl TestEnv {
             ),
             "broker-tests",
         )
+    }
+
+    /// A `chat-svc.users` consumer handing deliveries to `recorder`, on
+    /// the fast retry schedule.
+    pub fn users_consumer(
+        &self,
+        broker: &Broker,
+        publisher: Publisher,
+        recorder: &Recorder,
+    ) -> Consumer<Recorder> {
+        Consumer::new(
+            broker.clone(),
+            publisher,
+            durable(CHAT_SVC_USERS),
+            Arc::new(recorder.clone()),
+            self.metrics.clone(),
+        )
+        .with_schedule(RetrySchedule::fast())
     }
 
     pub fn publisher(&self, broker: &Broker) -> Publisher {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use broker::events::auth::{SessionRevoked, UserRegistered};
 use broker::events::chat::Typing;
 use broker::topology::CHAT_SVC_USERS;
-use broker::{Consumer, Envelope, Outbox, ProcessedEvents, PublishError, RetrySchedule, Topology};
-use helpers::{amqp_url, durable, eventually, Recorder, TestEnv};
+use broker::{Envelope, Outbox, ProcessedEvents, PublishError, Topology};
+use helpers::{amqp_url, eventually, Recorder, TestEnv};
 use lapin::types::AMQPValue;
 use tokio_util::sync::CancellationToken;
 
@@ -37,15 +37,9 @@ async fn a_published_event_reaches_the_consumer_once_even_when_published_twice()
     let publisher = env.publisher(&broker);
     let recorder = Recorder::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&broker, publisher.clone(), &recorder)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let task = tokio::spawn(consumer.run(shutdown.clone()));
 
     let event = Envelope::new("auth-svc", Some("req-1".into()), user_registered(1));
@@ -129,15 +123,9 @@ async fn poison_is_dead_lettered_at_once_and_a_failing_handler_gets_the_retry_sc
         ..Recorder::default()
     };
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&broker, publisher.clone(), &recorder)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let task = tokio::spawn(consumer.run(shutdown.clone()));
     broker.channel().await.unwrap();
     let queue = broker.topology().queue(&CHAT_SVC_USERS);
@@ -238,13 +226,7 @@ async fn a_dead_first_node_of_the_list_is_skipped() {
     let publisher = env.publisher(&broker);
     let recorder = Recorder::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    );
+    let consumer = env.users_consumer(&broker, publisher.clone(), &recorder);
     let task = tokio::spawn(consumer.run(shutdown.clone()));
     broker
         .channel()
@@ -279,14 +261,7 @@ async fn an_unreachable_database_defers_an_event_without_using_up_its_retries() 
         ..Recorder::default()
     };
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast());
+    let consumer = env.users_consumer(&broker, publisher.clone(), &recorder);
     let task = tokio::spawn(consumer.run(shutdown.clone()));
     broker.channel().await.unwrap();
     let queue = broker.topology().queue(&CHAT_SVC_USERS);
@@ -368,15 +343,9 @@ async fn a_consumer_killed_before_acking_gets_the_message_redelivered_and_the_ef
         effects: Some(env.db.clone()),
         ..Default::default()
     };
-    let consumer = Consumer::new(
-        doomed_broker.clone(),
-        env.publisher(&doomed_broker),
-        durable(CHAT_SVC_USERS),
-        Arc::new(doomed.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&doomed_broker, env.publisher(&doomed_broker), &doomed)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let doomed_task = tokio::spawn(consumer.run(CancellationToken::new()));
 
     let broker = env.broker();
@@ -400,15 +369,9 @@ async fn a_consumer_killed_before_acking_gets_the_message_redelivered_and_the_ef
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(survivor.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&broker, publisher.clone(), &survivor)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let task = tokio::spawn(consumer.run(shutdown.clone()));
     eventually(
         "the message is redelivered",
@@ -458,15 +421,9 @@ async fn events_left_in_the_outbox_by_a_crashed_producer_are_relayed_on_restart(
 
     let recorder = Recorder::default();
     let shutdown = CancellationToken::new();
-    let consumer = Consumer::new(
-        broker.clone(),
-        publisher.clone(),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&broker, publisher.clone(), &recorder)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
     let (restarted, relay) = Outbox::new(
         &env.db,
@@ -519,15 +476,9 @@ async fn disruptive_rabbitmq_restarted_mid_stream_loses_no_event() {
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
     let consumer_broker = env.broker();
     let recorder = Recorder::default();
-    let consumer = Consumer::new(
-        consumer_broker.clone(),
-        env.publisher(&consumer_broker),
-        durable(CHAT_SVC_USERS),
-        Arc::new(recorder.clone()),
-        env.metrics.clone(),
-    )
-    .with_schedule(RetrySchedule::fast())
-    .with_idempotency(ProcessedEvents::new(&env.db));
+    let consumer = env
+        .users_consumer(&consumer_broker, env.publisher(&consumer_broker), &recorder)
+        .with_idempotency(ProcessedEvents::new(&env.db));
     let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
     eventually_declared(&broker, &broker.topology().queue(&CHAT_SVC_USERS)).await;
 
