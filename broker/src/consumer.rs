@@ -337,35 +337,25 @@ impl<H: Handler> Consumer<H> {
             }
             Err(failure) => {
                 let attempt = retry_count(&delivery.properties);
-                let (target, reason, label, step) = match failure {
+                // (target, reason, label, attempts counted after it, step waited)
+                let (target, reason, label, counted, step) = match failure {
+                    // A deferral does not count as an attempt.
                     Failure::Unavailable(reason) if !self.schedule.delays.is_empty() => {
                         tokio::time::sleep(UNAVAILABLE_PAUSE).await;
-                        let delay = self.schedule.delays[0];
-                        (
-                            Topology::retry_queue(queue, delay),
-                            reason,
-                            "deferred",
-                            Some(0),
-                        )
+                        let target = Topology::retry_queue(queue, self.schedule.delays[0]);
+                        (target, reason, "deferred", attempt, Some(0))
                     }
-                    Failure::Retry(reason) | Failure::Unavailable(reason)
-                        if (attempt as usize) < self.schedule.delays.len() =>
-                    {
-                        let delay = self.schedule.delays[attempt as usize];
-                        let step = Some(attempt as usize);
-                        (Topology::retry_queue(queue, delay), reason, "retried", step)
+                    Failure::Retry(reason) if (attempt as usize) < self.schedule.delays.len() => {
+                        let step = attempt as usize;
+                        let target = Topology::retry_queue(queue, self.schedule.delays[step]);
+                        (target, reason, "retried", attempt + 1, Some(step))
                     }
                     Failure::Retry(reason)
                     | Failure::Dead(reason)
                     | Failure::Unavailable(reason) => {
-                        (Topology::dead_queue(queue), reason, "dead_lettered", None)
+                        let target = Topology::dead_queue(queue);
+                        (target, reason, "dead_lettered", attempt + 1, None)
                     }
-                };
-                // A deferral does not count as an attempt.
-                let counted = if label == "deferred" {
-                    attempt
-                } else {
-                    attempt + 1
                 };
                 let mut props = with_retry_headers(&delivery.properties, counted, &reason);
                 if let Some(step) = step {
