@@ -70,16 +70,16 @@ pub struct Generations(Vec<i64>);
 /// One service's cache; keys are `<redis_prefix><kind>:<id>`.
 #[derive(Clone)]
 pub struct Cache {
-    pool: Redis,
+    redis: Redis,
     prefix: String,
     metrics: Metrics,
     enabled: bool,
 }
 
 impl Cache {
-    pub fn new(pool: Redis, prefix: &str, metrics: Metrics) -> Self {
+    pub fn new(redis: Redis, prefix: &str, metrics: Metrics) -> Self {
         Self {
-            pool,
+            redis,
             prefix: prefix.to_owned(),
             metrics,
             enabled: true,
@@ -104,7 +104,7 @@ impl Cache {
             return None;
         }
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             f(&mut conn).await.ok()
         };
         tokio::time::timeout(OP_TIMEOUT, op).await.ok().flatten()
@@ -321,7 +321,7 @@ impl Cache {
         // Bumps happen even when reads are disabled: another instance may
         // have the cache on.
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             pipe.query_async::<()>(&mut conn).await.ok()
         };
         tokio::time::timeout(OP_TIMEOUT, op)

@@ -59,9 +59,9 @@ impl Attempt {
         self.limiter.refund_local(&self.key);
         if self.remote {
             let redis_key = self.limiter.redis_key(&self.key);
-            let pool = self.limiter.pool.clone();
+            let redis = self.limiter.redis.clone();
             let done = async move {
-                let mut conn = pool.get().await.ok()?;
+                let mut conn = redis.get().await.ok()?;
                 redis::Script::new(REFUND)
                     .key(&redis_key)
                     .invoke_async::<i64>(&mut conn)
@@ -77,7 +77,7 @@ impl Attempt {
 /// "At most `limit` attempts (or failures) per `window` per key."
 #[derive(Clone)]
 pub struct FailureLimiter {
-    pool: Redis,
+    redis: Redis,
     prefix: String,
     limit: u32,
     window: Duration,
@@ -86,9 +86,9 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     /// `name` separates limiters in the Redis key space.
-    pub fn new(pool: Redis, redis_prefix: &str, name: &str, limit: u32, window: Duration) -> Self {
+    pub fn new(redis: Redis, redis_prefix: &str, name: &str, limit: u32, window: Duration) -> Self {
         Self {
-            pool,
+            redis,
             prefix: format!("{redis_prefix}fail:{name}:"),
             limit,
             window,
@@ -105,7 +105,7 @@ impl FailureLimiter {
         let redis_key = self.redis_key(key);
         let window_ms = self.window.as_millis().max(1) as u64;
         let remote = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             redis::Script::new(ACQUIRE)
                 .key(&redis_key)
                 .arg(window_ms)
@@ -148,7 +148,7 @@ impl FailureLimiter {
         }
         let redis_key = self.redis_key(key);
         let done = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             redis::cmd("DEL")
                 .arg(&redis_key)
                 .query_async::<i64>(&mut conn)

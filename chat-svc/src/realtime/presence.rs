@@ -24,7 +24,7 @@ use crate::storage::chats::Chats;
 
 #[derive(Clone)]
 pub struct PresenceTracker {
-    pool: Redis,
+    redis: Redis,
     prefix: String,
     registry: String,
     instance_users: String,
@@ -46,7 +46,7 @@ fn now_secs() -> i64 {
 
 impl PresenceTracker {
     pub fn new(
-        pool: Redis,
+        redis: Redis,
         redis_prefix: &str,
         instance: &str,
         publisher: Publisher,
@@ -55,8 +55,8 @@ impl PresenceTracker {
     ) -> Self {
         let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(30).max(3);
         Self {
-            slots: SocketSlots::new(pool.clone(), redis_prefix, instance, ttl_secs),
-            pool,
+            slots: SocketSlots::new(redis.clone(), redis_prefix, instance, ttl_secs),
+            redis,
             prefix: format!("{redis_prefix}presence:"),
             registry: format!("{redis_prefix}presence-instances"),
             instance_users: format!("{redis_prefix}presence-users:"),
@@ -97,7 +97,7 @@ impl PresenceTracker {
         let key = format!("{}{user}", self.prefix);
         let now = now_secs();
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             let (online_before, _, _): (i64, i64, i64) = redis::pipe()
                 .cmd("ZCOUNT")
                 .arg(&key)
@@ -129,7 +129,7 @@ impl PresenceTracker {
         let key = format!("{}{user}", self.prefix);
         let now = now_secs();
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             let (_, _, online): (i64, i64, i64) = redis::pipe()
                 .cmd("ZREM")
                 .arg(&key)
@@ -200,8 +200,8 @@ impl PresenceTracker {
     }
 
     async fn conn(&self) -> redis::RedisResult<redis::aio::ConnectionManager> {
-        self.pool.get().await.map_err(|e| {
-            redis::RedisError::from((redis::ErrorKind::IoError, "redis pool", e.to_string()))
+        self.redis.get().await.map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::IoError, "redis redis", e.to_string()))
         })
     }
 

@@ -42,7 +42,7 @@ pub enum Admission {
 
 #[derive(Clone)]
 pub struct SocketSlots {
-    pool: Redis,
+    redis: Redis,
     prefix: String,
     instance: String,
     ttl_secs: i64,
@@ -53,9 +53,9 @@ fn now_secs() -> i64 {
 }
 
 impl SocketSlots {
-    pub fn new(pool: Redis, redis_prefix: &str, instance: &str, ttl_secs: i64) -> Self {
+    pub fn new(redis: Redis, redis_prefix: &str, instance: &str, ttl_secs: i64) -> Self {
         Self {
-            pool,
+            redis,
             prefix: format!("{redis_prefix}ws-sockets:"),
             instance: instance.to_owned(),
             ttl_secs,
@@ -74,7 +74,7 @@ impl SocketSlots {
     pub async fn take(&self, user: &str, socket: u64) -> Admission {
         let now = now_secs();
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             redis::Script::new(TAKE)
                 .key(self.key(user))
                 .arg(now)
@@ -96,7 +96,7 @@ impl SocketSlots {
     /// Gives the slot back (a failure only leaves it to expire).
     pub async fn release(&self, user: &str, socket: u64) {
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             redis::cmd("ZREM")
                 .arg(self.key(user))
                 .arg(self.member(socket))

@@ -16,7 +16,7 @@ const OP_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Timeline {
-    pool: Redis,
+    redis: Redis,
     prefix: String,
 }
 
@@ -44,9 +44,9 @@ pub fn cursor_key(c: &str) -> (u64, u64) {
 }
 
 impl Timeline {
-    pub fn new(pool: Redis, redis_prefix: &str) -> Self {
+    pub fn new(redis: Redis, redis_prefix: &str) -> Self {
         Self {
-            pool,
+            redis,
             prefix: format!("{redis_prefix}timeline:"),
         }
     }
@@ -63,7 +63,7 @@ impl Timeline {
         frame: &str,
     ) -> Option<Cursors> {
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             for user in users {
                 let key = format!("{}{user}", self.prefix);
                 pipe.cmd("XADD")
@@ -93,7 +93,7 @@ impl Timeline {
             return;
         }
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             let mut pipe = redis::pipe();
             for (user, cursor) in cursors {
                 pipe.cmd("XDEL")
@@ -120,7 +120,7 @@ impl Timeline {
         }
         let key = format!("{}{user}", self.prefix);
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             // The cursor itself must still be there, else events were trimmed.
             let anchor: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
                 .arg(&key)
@@ -173,7 +173,7 @@ impl Timeline {
     pub async fn since(&self, user: &str, from_ms: u64) -> Option<Vec<(String, String)>> {
         let key = format!("{}{user}", self.prefix);
         let op = async {
-            let mut conn = self.pool.get().await.ok()?;
+            let mut conn = self.redis.get().await.ok()?;
             frames_from(&mut conn, &key, &format!("{from_ms}-0")).await
         };
         tokio::time::timeout(OP_TIMEOUT * 4, op)
