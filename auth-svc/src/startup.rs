@@ -84,31 +84,35 @@ impl Application {
                 "login",
                 settings.login_failures_per_account,
                 window,
-            ),
+            )
+            .counted(&infra.metrics),
             device_failures: FailureLimiter::new(
                 redis.clone(),
                 &common.redis_prefix,
                 "device",
                 settings.login_failures_per_device,
                 window,
-            ),
+            )
+            .counted(&infra.metrics),
             mfa_failures: FailureLimiter::new(
                 redis.clone(),
                 &common.redis_prefix,
                 "mfa",
                 settings.mfa_failures_per_account,
                 window,
-            ),
+            )
+            .counted(&infra.metrics),
             verification_resends: FailureLimiter::new(
                 redis.clone(),
                 &common.redis_prefix,
                 "verify-resend",
                 settings.verification_resends_per_hour,
                 Duration::from_secs(3600),
-            ),
+            )
+            .counted(&infra.metrics),
             trusted_proxies: common.trusted_proxies(),
         };
-        let ip_limits = IpLimits::new(&state, settings)?;
+        let ip_limits = IpLimits::new(&state, settings, &infra.metrics)?;
         let running = infra.serve(common, verifier, move |cfg| {
             routes::configure(cfg, &state, &ip_limits)
         })?;

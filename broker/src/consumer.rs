@@ -315,7 +315,14 @@ impl<H: Handler> Consumer<H> {
             // No retry can make it decodable, nor teach this consumer a type
             // or version it does not know: straight to the dead queue.
             Err(e) => Err(Failure::Dead(format!("undecodable: {e}"))),
-            Ok(envelope) => self.apply(queue, &envelope).await,
+            Ok(envelope) => {
+                let lag = chrono::Utc::now() - envelope.occurred_at;
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[queue])
+                    .observe(lag.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6);
+                self.apply(queue, &envelope).await
+            }
         };
         let live = matches!(self.source, Source::Fanout { .. });
         match outcome {

@@ -25,8 +25,14 @@ pub struct Envelope<T = serde_json::Value> {
 
 impl<T: EventPayload> Envelope<T> {
     pub fn new(producer: &str, correlation_id: Option<String>, data: T) -> Self {
+        Self::with_id(Uuid::now_v7(), producer, correlation_id, data)
+    }
+
+    /// An envelope whose id was chosen before the event was built (the
+    /// producer recorded it somewhere else first).
+    pub fn with_id(id: Uuid, producer: &str, correlation_id: Option<String>, data: T) -> Self {
         Self {
-            id: Uuid::now_v7(),
+            id,
             kind: T::TYPE.to_owned(),
             version: T::VERSION,
             occurred_at: Utc::now(),

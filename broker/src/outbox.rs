@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::envelope::Envelope;
-use crate::events::{decode, DecodedEnvelope, EventPayload};
+use crate::events::{decode, encode, DecodedEnvelope, Event, EventPayload};
 use crate::publisher::{Outgoing, Publisher};
 use crate::topology::Exchange;
 
@@ -118,6 +118,11 @@ pub fn failpoint(point: &str) {
     }
 }
 
+/// A fresh event id (UUID v7: unique and time-ordered).
+pub fn new_event_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// The field of a document that carries its unpublished events.
 pub const EMBEDDED_FIELD: &str = "outbox";
 
@@ -148,8 +153,12 @@ pub enum OutboxError {
 /// because the process that wrote them stopped right after the write, before
 /// its own follow-up steps (cache invalidation). Those steps must be
 /// idempotent: the writer may have done them already.
+///
+/// `Some(data)` publishes the event with that data instead of what was
+/// stored (same id, type and envelope): for a late event that must carry
+/// something only known now, such as chat-svc's timeline cursors.
 pub trait Recovery: Send + Sync + 'static {
-    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, ()>;
+    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, Option<Event>>;
 }
 
 type SharedRecovery = Arc<RwLock<Option<Arc<dyn Recovery>>>>;
@@ -249,13 +258,25 @@ impl Outbox {
         correlation_id: Option<&str>,
         data: E,
     ) -> Result<Staged, OutboxError> {
+        self.stage_as(new_event_id(), aggregate, correlation_id, data)
+    }
+
+    /// [`Self::stage`] for an event whose id the caller took from
+    /// [`new_event_id`] beforehand (to record it elsewhere first).
+    pub fn stage_as<E: EventPayload>(
+        &self,
+        id: Uuid,
+        aggregate: &str,
+        correlation_id: Option<&str>,
+        data: E,
+    ) -> Result<Staged, OutboxError> {
         let pending = Pending {
             aggregate: aggregate.to_owned(),
             seq: None,
             data,
         };
         Ok(Staged {
-            record: self.record(correlation_id, pending)?,
+            record: self.record_as(id, correlation_id, pending)?,
         })
     }
 
@@ -286,7 +307,21 @@ impl Outbox {
         correlation_id: Option<&str>,
         p: Pending<E>,
     ) -> Result<OutboxRecord, OutboxError> {
-        let envelope = Envelope::new(&self.producer, correlation_id.map(str::to_owned), p.data);
+        self.record_as(new_event_id(), correlation_id, p)
+    }
+
+    fn record_as<E: EventPayload>(
+        &self,
+        id: Uuid,
+        correlation_id: Option<&str>,
+        p: Pending<E>,
+    ) -> Result<OutboxRecord, OutboxError> {
+        let envelope = Envelope::with_id(
+            id,
+            &self.producer,
+            correlation_id.map(str::to_owned),
+            p.data,
+        );
         Ok(OutboxRecord {
             id: envelope.id.to_string(),
             aggregate: p.aggregate,
@@ -509,15 +544,19 @@ impl OutboxRelay {
                 return;
             }
             tracing::info!(count = batch.len(), "relaying outbox backlog");
-            self.recover(&batch).await;
+            let mut batch = batch;
+            self.recover(&mut batch).await;
             if !self.publish_and_delete(&batch, true).await || !full {
                 return;
             }
         }
     }
 
-    /// Runs the service's [`Recovery`] for each record, before it is published.
-    async fn recover(&self, batch: &[Relayed]) {
+    /// Runs the service's [`Recovery`] for each record before it is
+    /// published, and puts in the data it replaces. The stored record keeps
+    /// its first body: if this publish fails, the next sweep recovers it
+    /// again.
+    async fn recover(&self, batch: &mut [Relayed]) {
         let recovery = self
             .recovery
             .read()
@@ -525,11 +564,22 @@ impl OutboxRelay {
             .clone();
         let Some(recovery) = recovery else { return };
         for relayed in batch {
-            match decode(relayed.record.body.as_bytes()) {
-                Ok(event) => recovery.recover(&event).await,
+            let mut event = match decode(relayed.record.body.as_bytes()) {
+                Ok(event) => event,
                 // Published as it is; its consumers park it.
                 Err(e) => {
-                    tracing::warn!(event.id = %relayed.record.id, error = %e, "outbox record does not decode")
+                    tracing::warn!(event.id = %relayed.record.id, error = %e, "outbox record does not decode");
+                    continue;
+                }
+            };
+            let Some(data) = recovery.recover(&event).await else {
+                continue;
+            };
+            event.data = data;
+            match encode(&event) {
+                Ok(body) => relayed.record.body = body,
+                Err(e) => {
+                    tracing::warn!(event.id = %relayed.record.id, error = %e, "recovered event does not encode; published as stored")
                 }
             }
         }

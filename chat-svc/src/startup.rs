@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::domain::service::ChatService;
 use crate::events::fanout::FanoutHandler;
-use crate::events::recovery::CacheRecovery;
+use crate::events::recovery::SweepRecovery;
 use crate::events::replica::ReplicaHandler;
 use crate::realtime::hub::Hub;
 use crate::realtime::presence::PresenceTracker;
@@ -65,8 +65,10 @@ impl Application {
         } else {
             cache.disabled()
         };
-        infra.messaging.outbox.recover_with(Arc::new(CacheRecovery {
+        infra.messaging.outbox.recover_with(Arc::new(SweepRecovery {
             cache: cache.clone(),
+            timeline: timeline.clone(),
+            users: users.clone(),
         }));
         let service = ChatService {
             chats: chats.clone(),
@@ -82,14 +84,16 @@ impl Application {
                 "messages",
                 config.chat.message_rate_per_10s,
                 Duration::from_secs(10),
-            ),
+            )
+            .counted(&metrics),
             group_limit: FailureLimiter::new(
                 infra.redis.clone(),
                 &common.redis_prefix,
                 "groups",
                 config.chat.group_rate_per_hour,
                 Duration::from_secs(3600),
-            ),
+            )
+            .counted(&metrics),
             cache: cache.clone(),
             cache_ttl: Duration::from_secs(config.chat.cache_ttl_secs),
         };

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use actix_web::{http::header, HttpResponse};
+pub use prometheus::IntCounter;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -36,6 +37,21 @@ pub struct Inner {
     /// `dependency_up{dependency}`: 1 when the last check reached it (every
     /// 5 s in the background, and on each readiness request).
     pub dependency_up: IntGaugeVec,
+    /// `websocket_frames_total{direction="in"|"out"}`: text frames, read
+    /// and written (resolved once: counted per frame).
+    pub ws_frames_in: IntCounter,
+    pub ws_frames_out: IntCounter,
+    /// `websocket_drops_total{reason}`: `slow_consumer` (a socket closed
+    /// because its outbound queue overflowed: what it held is not sent),
+    /// `rate_limited` (a client frame refused), `oversized` (a frame over
+    /// 64 KiB closed its socket).
+    pub ws_drops: IntCounterVec,
+    /// `rate_limit_refusals_total{limit}`: requests and frames refused by a
+    /// named limit (`login_ip`, `message_send`, `ws_frames`, ...).
+    pub rate_limit_refusals: IntCounterVec,
+    /// `consumer_lag_seconds{queue}`: from an event's `occurredAt` (its
+    /// commit) to the start of its handling by a consumer.
+    pub consumer_lag: HistogramVec,
 }
 
 impl std::ops::Deref for Metrics {
@@ -64,6 +80,11 @@ impl Metrics {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
         let build = || -> prometheus::Result<Inner> {
+            let ws_frames = counter(
+                "websocket_frames_total",
+                "WebSocket text frames, by direction",
+                &["direction"],
+            )?;
             let inner = Inner {
                 http_duration: http_duration?,
                 cache_requests: counter(
@@ -104,8 +125,39 @@ impl Metrics {
                     ),
                     &["dependency"],
                 )?,
+                ws_frames_in: ws_frames.with_label_values(&["in"]),
+                ws_frames_out: ws_frames.with_label_values(&["out"]),
+                ws_drops: counter(
+                    "websocket_drops_total",
+                    "WebSocket frames dropped or sockets closed for load, by reason",
+                    &["reason"],
+                )?,
+                rate_limit_refusals: counter(
+                    "rate_limit_refusals_total",
+                    "Requests and frames refused by a rate limit, by limit",
+                    &["limit"],
+                )?,
+                consumer_lag: HistogramVec::new(
+                    HistogramOpts::new(
+                        "consumer_lag_seconds",
+                        "From an event's commit to the start of its handling",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        300.0,
+                    ]),
+                    &["queue"],
+                )?,
                 registry,
             };
+            inner.registry.register(Box::new(ws_frames.clone()))?;
+            inner.registry.register(Box::new(inner.ws_drops.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.rate_limit_refusals.clone()))?;
+            inner
+                .registry
+                .register(Box::new(inner.consumer_lag.clone()))?;
             inner
                 .registry
                 .register(Box::new(inner.http_duration.clone()))?;
@@ -153,6 +205,11 @@ impl Metrics {
         self.db_operations
             .with_label_values(&[collection, operation])
             .inc();
+    }
+
+    /// A request or frame refused by the limit named `limit`.
+    pub fn refused(&self, limit: &str) {
+        self.rate_limit_refusals.with_label_values(&[limit]).inc();
     }
 
     pub fn cache(&self, cache: &str, result: CacheResult) {

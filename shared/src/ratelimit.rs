@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use crate::redis_link::Redis;
 
 /// Takes one attempt and answers the count and the window's milliseconds left.
@@ -82,6 +83,9 @@ pub struct FailureLimiter {
     limit: u32,
     window: Duration,
     local: Arc<Mutex<HashMap<String, (u32, Instant)>>>,
+    /// `rate_limit_refusals_total{limit=<name>}`, once [`Self::counted`].
+    refusals: Option<crate::metrics::IntCounter>,
+    name: Arc<str>,
 }
 
 impl FailureLimiter {
@@ -93,7 +97,20 @@ impl FailureLimiter {
             limit,
             window,
             local: Arc::new(Mutex::new(HashMap::new())),
+            refusals: None,
+            name: name.into(),
         }
+    }
+
+    /// Counts its refusals in `rate_limit_refusals_total{limit=<name>}`.
+    #[must_use]
+    pub fn counted(mut self, metrics: &Metrics) -> Self {
+        self.refusals = Some(
+            metrics
+                .rate_limit_refusals
+                .with_label_values(&[&*self.name]),
+        );
+        self
     }
 
     /// Takes one attempt atomically, before the guarded work: `Err` when the
@@ -134,6 +151,9 @@ impl FailureLimiter {
             // Over the limit: this attempt must not stay counted, or a flood
             // would keep extending nothing but the count. The window is fixed.
             attempt.refund().await;
+            if let Some(refusals) = &self.refusals {
+                refusals.inc();
+            }
             return Err(Exhausted {
                 retry_after_secs: left_ms.div_ceil(1000).max(1),
             });

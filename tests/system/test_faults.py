@@ -41,16 +41,21 @@ class Listener:
 
     `counts` holds per id the connections that delivered it, counted once
     each; a second delivery on one connection is a duplicate. A repeat on a
-    later connection is expected in one case only (docs/websocket.md): two
-    senders' events were published in the other order than their cursors,
-    so the last cursor processed, which the resume starts after, is older
-    than a frame the old connection had already delivered; the replay
-    repeats that frame. Anything else repeated is a duplicate."""
+    later connection is expected in two cases only (docs/websocket.md):
+    - two senders' events were published in the other order than their
+      cursors, so the last cursor processed, which the resume starts after,
+      is older than a frame the old connection had already delivered; the
+      replay repeats that frame;
+    - the frame comes back under another cursor: its writer died before it
+      recorded the publish, and the outbox sweep published it again under
+      a new cursor (counted in `reissued`).
+    Anything else repeated is a duplicate."""
 
     def __init__(self, user: User, base: str) -> None:
         self.user, self.base = user, base
         self.counts: Counter[str] = Counter()
         self.same_connection_repeats = 0
+        self.reissued = 0
         self.connection = 0
         self.delivered_on: dict[str, set[int]] = {}
         self.cursor_of: dict[str, tuple[int, int]] = {}
@@ -71,6 +76,8 @@ class Listener:
                     if self.connection in seen:
                         self.same_connection_repeats += 1
                         self.counts[mid] += 1
+                    elif seen and "cursor" in frame and mid in self.cursor_of and cursor_key(frame["cursor"]) != self.cursor_of[mid]:
+                        self.reissued += 1
                     elif not seen or mid not in self.expected_repeats:
                         self.counts[mid] += 1
                     seen.add(self.connection)
@@ -155,6 +162,8 @@ def trio(stack: Stack):
 def expect_clean(stack: Stack, what: str, ids: list[str], listener: Listener, *members: User) -> float:
     ws, took_ws = settle(f"{what}: socket", ids, lambda: listener.counts)
     assert ws["lost"] == 0 and ws["duplicated"] == 0, ws
+    if listener.reissued:
+        print(f"\n[{what}] {listener.reissued} frame(s) came again under a new cursor (published twice around a crash)")
     worst = took_ws
     for member in members:
         notes, took = settle(f"{what}: notifications of {member.username}", ids, lambda m=member: notification_counts(stack, m))

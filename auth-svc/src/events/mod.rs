@@ -35,13 +35,14 @@ pub struct CacheRecovery {
 }
 
 impl Recovery for CacheRecovery {
-    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, ()> {
+    fn recover<'a>(&'a self, event: &'a DecodedEnvelope) -> BoxFuture<'a, Option<Event>> {
         Box::pin(async move {
             match &event.data {
                 Event::SessionRevoked(e) => self.sessions.remember_revoked(&e.session_id).await,
                 Event::UserUpdated(e) => self.users.forget_profile(&e.user_id).await,
                 _ => {}
             }
+            None
         })
     }
 }

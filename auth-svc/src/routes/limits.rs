@@ -14,6 +14,7 @@ use futures_util::future::{ready, Either, Ready};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use shared::client_ip::{client_ip, TrustedProxies};
+use shared::metrics::Metrics;
 use shared::ApiError;
 
 /// Forget idle addresses every this many checks, so the table stays small.
@@ -24,6 +25,8 @@ pub struct IpLimit {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     trusted: TrustedProxies,
     checks: Arc<AtomicU64>,
+    /// `rate_limit_refusals_total{limit}`, once [`Self::counted`].
+    refusals: Option<shared::metrics::IntCounter>,
 }
 
 /// `count` requests per `per`, as a burst that refills evenly.
@@ -34,10 +37,18 @@ pub fn per_ip(trusted: &TrustedProxies, count: u32, per: Duration) -> Option<IpL
         limiter: Arc::new(RateLimiter::keyed(quota)),
         trusted: trusted.clone(),
         checks: Arc::new(AtomicU64::new(0)),
+        refusals: None,
     })
 }
 
 impl IpLimit {
+    /// Counts its refusals in `rate_limit_refusals_total{limit=<name>}`.
+    #[must_use]
+    pub fn counted(mut self, metrics: &Metrics, name: &str) -> Self {
+        self.refusals = Some(metrics.rate_limit_refusals.with_label_values(&[name]));
+        self
+    }
+
     /// Counts the request against its client address; 429 with
     /// `Retry-After` when over the limit.
     pub fn check(&self, req: &ServiceRequest) -> Result<(), ApiError> {
@@ -49,6 +60,9 @@ impl IpLimit {
         // cannot be attributed, so it is not let through.
         let ip = client_ip(req.request(), &self.trusted).ok_or(ApiError::Forbidden)?;
         self.limiter.check_key(&ip).map_err(|not_until| {
+            if let Some(refusals) = &self.refusals {
+                refusals.inc();
+            }
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),

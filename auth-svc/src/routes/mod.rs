@@ -26,18 +26,25 @@ pub struct IpLimits {
 }
 
 impl IpLimits {
-    pub fn new(state: &AppState, settings: &AuthSettings) -> anyhow::Result<Self> {
+    pub fn new(
+        state: &AppState,
+        settings: &AuthSettings,
+        metrics: &shared::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
         let minute = std::time::Duration::from_secs(60);
         let hour = std::time::Duration::from_secs(3600);
         let trusted = &state.trusted_proxies;
         let bad = || anyhow::anyhow!("invalid rate limit settings");
         Ok(Self {
             login: limits::per_ip(trusted, settings.login_per_minute_per_ip, minute)
-                .ok_or_else(bad)?,
+                .ok_or_else(bad)?
+                .counted(metrics, "login_ip"),
             register: limits::per_ip(trusted, settings.register_per_hour_per_ip, hour)
-                .ok_or_else(bad)?,
+                .ok_or_else(bad)?
+                .counted(metrics, "register_ip"),
             refresh: limits::per_ip(trusted, settings.refresh_per_minute_per_ip, minute)
-                .ok_or_else(bad)?,
+                .ok_or_else(bad)?
+                .counted(metrics, "refresh_ip"),
         })
     }
 }

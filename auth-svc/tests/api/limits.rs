@@ -48,6 +48,17 @@ async fn logins_are_limited_per_client_ip_and_forwarded_for_is_not_trusted_from_
         401,
         "another client address has its own budget"
     );
+    assert_eq!(refusals(&app.url("/metrics"), "login_ip").await, 1.0);
+}
+
+/// `rate_limit_refusals_total{limit}` as the service exports it.
+async fn refusals(metrics_url: &str, limit: &str) -> f64 {
+    let text = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
+    let label = format!("limit=\"{limit}\"");
+    text.lines()
+        .filter(|l| l.starts_with("rate_limit_refusals_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test]
@@ -75,4 +86,5 @@ async fn failed_logins_are_limited_per_account_across_addresses() {
         429,
         "even the right password waits once the account is throttled"
     );
+    assert_eq!(refusals(&app.url("/metrics"), "login").await, 1.0);
 }

@@ -55,6 +55,13 @@ macro_rules! closed_event_set {
                 Err(DecodeError::Unknown { kind: kind.to_owned(), version })
             }
 
+            /// The envelope's `data` for this event.
+            pub fn to_data(&self) -> Result<serde_json::Value, serde_json::Error> {
+                match self {
+                    $(Event::$variant(e) => serde_json::to_value(e),)+
+                }
+            }
+
             pub fn kind(&self) -> &'static str {
                 match self {
                     $(Event::$variant(_) => <$ty as EventPayload>::TYPE,)+
@@ -104,6 +111,19 @@ pub fn decode(body: &[u8]) -> Result<DecodedEnvelope, DecodeError> {
     })
 }
 
+/// Serializes a decoded envelope back into a message body.
+pub fn encode(envelope: &DecodedEnvelope) -> Result<String, serde_json::Error> {
+    serde_json::to_string(&Envelope {
+        id: envelope.id,
+        kind: envelope.kind.clone(),
+        version: envelope.version,
+        occurred_at: envelope.occurred_at,
+        producer: envelope.producer.clone(),
+        correlation_id: envelope.correlation_id.clone(),
+        data: envelope.data.to_data()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +143,8 @@ mod tests {
         assert!(json["occurredAt"].as_str().unwrap().ends_with('Z'));
         let decoded = decode(&body).unwrap();
         assert_eq!(decoded.data, Event::SessionRevoked(data));
+        let again = encode(&decoded).unwrap();
+        assert_eq!(decode(again.as_bytes()).unwrap(), decoded);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use shared::cache::{Cache, Lookup};
 use shared::ratelimit::{Exhausted, FailureLimiter};
 use shared::ApiError;
+use uuid::Uuid;
 
 use super::views::{chat_view, snapshot, unknown_profile, ChatView, MessageView};
 use crate::events::frames;
@@ -820,10 +821,13 @@ impl ChatService {
         W: FnOnce(mongodb::bson::Document) -> Fut,
         Fut: Future<Output = Result<(T, Option<String>), InsertError>>,
     {
-        let (cursors, recipients) = self.append_frames(&wrap(event(Cursors::new()))).await;
+        let event_id = broker::outbox::new_event_id();
+        let (cursors, recipients) = self
+            .append_frames(&wrap(event(Cursors::new())), event_id)
+            .await;
         let staged = self
             .outbox
-            .stage(chat_id, Some(rid), event(cursors.clone()))
+            .stage_as(event_id, chat_id, Some(rid), event(cursors.clone()))
             .map_err(outbox_error)?;
         let entry = staged.entry().map_err(outbox_error)?;
         let (out, carrier) = match write(entry).await {
@@ -886,16 +890,21 @@ impl ChatService {
             .await;
     }
 
-    /// Appends the frame of `draft` (an event without cursors) to its
-    /// recipients' timelines: their cursors (empty when Redis did not
+    /// Appends the frame of `draft` (event `event_id` without cursors) to
+    /// its recipients' timelines: their cursors (empty when Redis did not
     /// answer) and the recipients.
-    async fn append_frames(&self, draft: &Event) -> (Cursors, Vec<String>) {
+    async fn append_frames(&self, draft: &Event, event_id: Uuid) -> (Cursors, Vec<String>) {
         let Some(frame) = frames::frame_for(draft, &self.users).await else {
             return (Cursors::new(), Vec::new());
         };
         let cursors = self
             .timeline
-            .append(redis::pipe(), &frame.recipients, &frame.body.to_string())
+            .append(
+                redis::pipe(),
+                &frame.recipients,
+                &frame.body.to_string(),
+                event_id,
+            )
             .await
             .unwrap_or_default();
         (cursors, frame.recipients)

@@ -86,7 +86,7 @@ impl Handler for FanoutHandler {
                 Some(cursor) => Arc::from(with_cursor(&body, cursor)),
                 None => shared.clone(),
             };
-            self.hub.deliver(user, text);
+            self.hub.deliver(user, event.id, text);
         }
         Ok(())
     }

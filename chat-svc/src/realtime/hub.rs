@@ -10,13 +10,15 @@ use std::sync::{Arc, RwLock};
 use shared::metrics::Metrics;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// Frames a socket may have queued before it counts as too slow.
 pub const OUTBOUND_QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub enum Outbound {
-    Frame(Arc<str>),
+    /// A live frame and the event it comes from.
+    Frame(Uuid, Arc<str>),
     /// Close with a code (1008 revoked session, 1001 going away).
     Close(u16, &'static str),
     /// This instance lost its fan-out queue for a while: send what the
@@ -41,6 +43,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The metrics its sockets count their frames in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn new(metrics: Metrics) -> Self {
         Self {
             users: RwLock::new(HashMap::new()),
@@ -151,14 +158,22 @@ impl Hub {
 
     /// Queues a frame on every socket of the user without waiting; a socket
     /// whose queue is full is told to close and gets nothing more.
-    pub fn deliver(&self, user: &str, frame: Arc<str>) {
+    pub fn deliver(&self, user: &str, event: Uuid, frame: Arc<str>) {
         if let Ok(users) = self.users.read() {
             for conn in users.get(user).into_iter().flatten() {
                 if conn.too_slow.is_cancelled() {
                     continue;
                 }
-                if conn.tx.try_send(Outbound::Frame(frame.clone())).is_err() {
+                if conn
+                    .tx
+                    .try_send(Outbound::Frame(event, frame.clone()))
+                    .is_err()
+                {
                     tracing::warn!(user.id = %user, "socket too slow; disconnecting");
+                    self.metrics
+                        .ws_drops
+                        .with_label_values(&["slow_consumer"])
+                        .inc();
                     conn.too_slow.cancel();
                 }
             }

@@ -25,13 +25,14 @@ use shared::auth::{bearer_token, Claims, TokenVerifier};
 use shared::ApiError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
 use super::presence::PresenceTracker;
 use super::slots::{Admission, MAX_SOCKETS_PER_USER};
 use crate::domain::service::ChatService;
 use crate::events::frames::{cursor_of, with_cursor};
-use crate::storage::timeline::{cursor_key, Replay, Timeline};
+use crate::storage::timeline::{cursor_key, Entry, Replay, Timeline};
 use shared::revocations::Revocations;
 
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -267,32 +268,45 @@ struct Connection {
     /// Frames refused in a row by the rate limit.
     refused: u32,
     refilled: Instant,
-    /// Live frames held during the resume window.
-    held: Option<VecDeque<Arc<str>>>,
+    /// Live frames (and their events) held during the resume window.
+    held: Option<VecDeque<(Uuid, Arc<str>)>>,
     held_until: Instant,
     /// After a replay: live frames at or before this cursor were replayed.
     replayed_up_to: Option<(u64, u64)>,
-    /// Cursors recently sent, so a catch-up never repeats a frame.
-    sent: SentCursors,
+    /// Events recently sent, so that neither a catch-up nor a late event
+    /// appended again under a new cursor repeats a frame.
+    sent: Sent,
 }
 
-/// The last [`SENT_REMEMBERED`] cursors sent on a socket.
+/// The last [`SENT_REMEMBERED`] events sent on a socket, by event id (by
+/// cursor for timeline entries that do not name their event).
 #[derive(Default)]
-struct SentCursors {
-    order: VecDeque<(u64, u64)>,
-    set: std::collections::HashSet<(u64, u64)>,
+struct Sent {
+    order: VecDeque<u128>,
+    set: std::collections::HashSet<u128>,
 }
 
 /// Enough for the catch-up window of a busy socket, small enough that a
-/// socket stays cheap (16 bytes a cursor, twice).
+/// socket stays cheap (16 bytes an event, twice).
 const SENT_REMEMBERED: usize = 512;
 
-impl SentCursors {
-    fn contains(&self, key: (u64, u64)) -> bool {
+/// What [`Sent`] knows a timeline entry by.
+fn sent_key(entry: &Entry) -> u128 {
+    entry.event.map_or_else(
+        || {
+            let (ms, seq) = cursor_key(&entry.cursor);
+            (u128::from(ms) << 64) | u128::from(seq)
+        },
+        |id| id.as_u128(),
+    )
+}
+
+impl Sent {
+    fn contains(&self, key: u128) -> bool {
         self.set.contains(&key)
     }
 
-    fn insert(&mut self, key: (u64, u64)) {
+    fn insert(&mut self, key: u128) {
         if self.set.insert(key) {
             self.order.push_back(key);
             if self.order.len() > SENT_REMEMBERED {
@@ -389,7 +403,7 @@ impl Connection {
             held: Some(VecDeque::new()),
             held_until: Instant::now() + RESUME_WINDOW,
             replayed_up_to: None,
-            sent: SentCursors::default(),
+            sent: Sent::default(),
         };
         let outcome = match conn.send_text(&ready).await {
             Flow::Continue => conn.serve(&mut rx, &mut stream).await,
@@ -444,7 +458,7 @@ impl Connection {
                 _ = unanswered => Flow::Close(POLICY, "too slow: ping not answered"),
                 _ = window, if self.held.is_some() => self.release_held(None).await,
                 out = rx.recv() => match out {
-                    Some(Outbound::Frame(f)) => self.send_live(f).await,
+                    Some(Outbound::Frame(event, f)) => self.send_live(event, f).await,
                     Some(Outbound::Close(code, why)) => Flow::Close(code, why),
                     Some(Outbound::CatchUp(from_ms)) => self.catch_up(from_ms).await,
                     None => Flow::Close(POLICY, "too slow: outbound queue full"),
@@ -485,27 +499,41 @@ impl Connection {
 
     async fn send_text(&mut self, text: &str) -> Flow {
         let mut session = self.session.clone();
-        self.written(session.text(text.to_owned())).await
+        let flow = self.written(session.text(text.to_owned())).await;
+        if let Flow::Continue = flow {
+            self.rt.hub.metrics().ws_frames_out.inc();
+        }
+        flow
     }
 
-    async fn send_live(&mut self, frame: Arc<str>) -> Flow {
+    async fn send_live(&mut self, event: Uuid, frame: Arc<str>) -> Flow {
         if let Some(held) = self.held.as_mut() {
-            held.push_back(frame);
+            held.push_back((event, frame));
             if held.len() >= OUTBOUND_QUEUE {
                 return Flow::Close(POLICY, "too slow: outbound queue full");
             }
             return Flow::Continue;
         }
-        let cursor = cursor_of(&frame).map(cursor_key);
-        if let Some(cursor) = cursor {
+        if let Some(cursor) = cursor_of(&frame).map(cursor_key) {
             if self.replayed_up_to.is_some_and(|limit| cursor <= limit)
-                || self.sent.contains(cursor)
+                || self.sent.contains(event.as_u128())
             {
                 return Flow::Continue;
             }
-            self.sent.insert(cursor);
+            self.sent.insert(event.as_u128());
         }
         self.send_text(&frame).await
+    }
+
+    /// Sends a timeline entry unless this socket had its event already.
+    async fn send_entry(&mut self, entry: &Entry) -> Flow {
+        let key = sent_key(entry);
+        if self.sent.contains(key) {
+            return Flow::Continue;
+        }
+        self.sent.insert(key);
+        self.send_text(&with_cursor(&entry.frame, &entry.cursor))
+            .await
     }
 
     /// Sends what the user's timeline holds from `from_ms` on that this
@@ -518,13 +546,8 @@ impl Connection {
         let Some(frames) = self.rt.timeline.since(&self.user, from_ms).await else {
             return Flow::Continue;
         };
-        for (id, body) in frames {
-            let key = cursor_key(&id);
-            if self.sent.contains(key) {
-                continue;
-            }
-            self.sent.insert(key);
-            if let Flow::Close(c, w) = self.send_text(&with_cursor(&body, &id)).await {
+        for entry in frames {
+            if let Flow::Close(c, w) = self.send_entry(&entry).await {
                 return Flow::Close(c, w);
             }
         }
@@ -545,18 +568,17 @@ impl Connection {
                     }
                 }
                 Replay::Frames(frames) => {
-                    for (id, body) in frames {
-                        if let Flow::Close(c, w) = self.send_text(&with_cursor(&body, &id)).await {
+                    for entry in frames {
+                        if let Flow::Close(c, w) = self.send_entry(&entry).await {
                             return Flow::Close(c, w);
                         }
-                        self.sent.insert(cursor_key(&id));
-                        self.replayed_up_to = Some(cursor_key(&id));
+                        self.replayed_up_to = Some(cursor_key(&entry.cursor));
                     }
                 }
             }
         }
-        for frame in held {
-            if let Flow::Close(c, w) = self.send_live(frame).await {
+        for (event, frame) in held {
+            if let Flow::Close(c, w) = self.send_live(event, frame).await {
                 return Flow::Close(c, w);
             }
         }
@@ -585,6 +607,15 @@ impl Connection {
             .await
     }
 
+    fn drop_counted(&self, reason: &str) {
+        self.rt
+            .hub
+            .metrics()
+            .ws_drops
+            .with_label_values(&[reason])
+            .inc();
+    }
+
     fn take_token(&mut self) -> bool {
         let now = Instant::now();
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
@@ -601,7 +632,10 @@ impl Connection {
     async fn on_message(&mut self, msg: Option<Result<AggregatedMessage, ProtocolError>>) -> Flow {
         match msg {
             None => Flow::Close(NORMAL, "closed"),
-            Some(Err(ProtocolError::Overflow)) => Flow::Close(TOO_BIG, "frame too large"),
+            Some(Err(ProtocolError::Overflow)) => {
+                self.drop_counted("oversized");
+                Flow::Close(TOO_BIG, "frame too large")
+            }
             Some(Err(_)) => Flow::Close(PROTOCOL, "protocol error"),
             Some(Ok(AggregatedMessage::Close(_))) => Flow::Close(NORMAL, "bye"),
             Some(Ok(AggregatedMessage::Ping(b))) => {
@@ -619,10 +653,13 @@ impl Connection {
                     .await
             }
             Some(Ok(AggregatedMessage::Text(text))) => {
+                self.rt.hub.metrics().ws_frames_in.inc();
                 if self.rt.revocations.contains(&self.session_id) {
                     return Flow::Close(POLICY, "session revoked");
                 }
                 if !self.take_token() {
+                    self.drop_counted("rate_limited");
+                    self.rt.hub.metrics().refused("ws_frames");
                     self.refused += 1;
                     if self.refused > FLOOD_CLOSE_AFTER {
                         return Flow::Close(POLICY, "too many frames");

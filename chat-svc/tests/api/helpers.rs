@@ -520,6 +520,15 @@ impl Socket {
         }
     }
 
+    /// Every frame until `wait` passes with nothing more.
+    pub async fn collect_all(&mut self, wait: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Some(f) = self.next_frame_within(wait).await {
+            out.push(f);
+        }
+        out
+    }
+
     /// Frames of one type until `wait` passes with nothing more.
     pub async fn collect(&mut self, kind: &str, wait: Duration) -> Vec<Value> {
         let mut out = Vec::new();

@@ -152,6 +152,15 @@ async fn the_31st_send_edit_or_delete_in_10_s_is_429_with_retry_after() {
     let error = socket.next_of("error").await.expect("an error frame");
     assert_eq!(error["code"], "rate_limited", "{error}");
     assert_eq!(error["clientMsgId"], "c1");
+    let refused = t
+        .counter(0, "rate_limit_refusals_total", &["limit=\"messages\""])
+        .await
+        + t.counter(1, "rate_limit_refusals_total", &["limit=\"messages\""])
+            .await;
+    assert_eq!(
+        refused, 4.0,
+        "the 3 requests and the frame refused are counted"
+    );
 
     assert_eq!(message_count(&t, &ann, &chat).await, 23, "nothing more");
     let first: Value = t

@@ -224,9 +224,16 @@ async fn websocket_auth_origin_frames_and_limits() {
     assert_eq!(typing.len(), 1);
     assert_eq!(typing[0]["userId"], xia.id.as_str());
 
-    // Over 64 KiB: closed with 1009.
+    // Over 64 KiB: closed with 1009, and counted.
     s.ws.send_text_raw(&"x".repeat(70 * 1024)).await;
     assert_eq!(s.close_code(Duration::from_secs(5)).await, Some(1009));
+    let oversized = chat
+        .counter(0, "websocket_drops_total", &["reason=\"oversized\""])
+        .await;
+    assert_eq!(oversized, 1.0);
+    // The fan-out consumer timed each event from its commit.
+    let lagged = chat.counter(0, "consumer_lag_seconds_count", &[]).await;
+    assert!(lagged >= 2.0, "{lagged} events timed");
 }
 
 #[tokio::test]

@@ -458,3 +458,46 @@ async fn without_redis_an_instance_still_allows_16_sockets_per_user() {
         round_trip(socket).await;
     }
 }
+
+#[tokio::test]
+async fn a_frame_flood_is_refused_once_with_an_error_and_counted() {
+    let chat = spawn(1).await;
+    let ned = chat.user("ned").await;
+    let mut socket = chat.socket(0, &ned).await;
+    round_trip(&mut socket).await;
+    let metric = |name: &'static str, filter: &'static str| {
+        let chat = &chat;
+        async move { chat.counter(0, name, &[filter]).await }
+    };
+    let frames_in = metric("websocket_frames_total", "direction=\"in\"").await;
+    let frames_out = metric("websocket_frames_total", "direction=\"out\"").await;
+    // The bucket holds 30 frames (the round trip took one); 45 at once
+    // overflow it.
+    for _ in 0..45 {
+        socket.send(json!({"type": "ping"})).await;
+    }
+    let frames = socket.collect_all(Duration::from_millis(800)).await;
+    let errors: Vec<&Value> = frames.iter().filter(|f| f["type"] == "error").collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error for the run of refusals: {frames:?}"
+    );
+    assert_eq!(errors[0]["code"], "rate_limited");
+    let pongs = frames.iter().filter(|f| f["type"] == "pong").count();
+    assert!((25..45).contains(&pongs), "{pongs} pongs");
+
+    let refused = 45 - pongs;
+    let dropped = metric("websocket_drops_total", "reason=\"rate_limited\"").await;
+    assert_eq!(dropped, refused as f64);
+    let refusals = metric("rate_limit_refusals_total", "limit=\"ws_frames\"").await;
+    assert_eq!(refusals, refused as f64);
+    assert_eq!(
+        metric("websocket_frames_total", "direction=\"in\"").await - frames_in,
+        45.0
+    );
+    assert_eq!(
+        metric("websocket_frames_total", "direction=\"out\"").await - frames_out,
+        (pongs + 1) as f64
+    );
+}
