@@ -53,7 +53,12 @@ async fn logins_are_limited_per_client_ip_and_forwarded_for_is_not_trusted_from_
 
 /// `rate_limit_refusals_total{limit}` as the service exports it.
 async fn refusals(metrics_url: &str, limit: &str) -> f64 {
-    let text = reqwest::get(metrics_url).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let label = format!("limit=\"{limit}\"");
     text.lines()
         .filter(|l| l.starts_with("rate_limit_refusals_total{") && l.contains(&label))

@@ -49,6 +49,11 @@ impl Hub {
     }
 
     pub fn new(metrics: Metrics) -> Self {
+        // Every reason exported from the start (at 0), so that a rate over
+        // the first drop is seen.
+        for reason in ["slow_consumer", "rate_limited", "oversized"] {
+            metrics.ws_drops.with_label_values(&[reason]);
+        }
         Self {
             users: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
