@@ -186,3 +186,17 @@ def test_the_gateway_keeps_a_clients_request_id_and_replaces_a_malformed_one(sta
             r = g.get(path, headers={"X-Request-Id": bad})
             fresh = r.headers["x-request-id"]
             assert fresh != bad and fresh and len(fresh) <= 64, f"{path}: {bad!r} -> {fresh!r}"
+
+
+def test_the_gateway_serves_each_services_openapi_document(stack: Stack):
+    """What integrators generate clients from, with the gateway's headers."""
+    owns = {"auth-svc": "/api/auth/login", "chat-svc": "/api/chat", "notify-svc": "/api/notifications"}
+    for service, path in owns.items():
+        r = requests.get(f"{stack.gateway}/api-docs/{service}.json", timeout=10)
+        assert r.status_code == 200, f"{service}: {r.status_code}"
+        assert r.headers["content-type"].startswith("application/json"), r.headers["content-type"]
+        doc = r.json()
+        assert doc["openapi"].startswith("3.1"), doc["openapi"]
+        assert path in doc["paths"], f"{service}: {sorted(doc['paths'])[:5]}"
+        assert_secure(r)
+    assert requests.get(f"{stack.gateway}/api-docs/nobody.json", timeout=10).status_code == 404
