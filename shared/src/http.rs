@@ -203,7 +203,11 @@ pub fn cors(allowed_origins: &[String]) -> Cors {
             header::CONTENT_TYPE,
             HeaderName::from_static("x-request-id"),
         ])
-        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::LINK,
+            HeaderName::from_static("x-request-id"),
+        ])
         .supports_credentials()
         .max_age(600);
     for origin in allowed_origins {

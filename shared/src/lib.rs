@@ -31,6 +31,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
 pub mod ratelimit;
 pub mod redis_link;
 pub mod revocations;

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use shared::cache::{Cache, Lookup};
+use shared::page::{self, Place};
 use shared::ratelimit::{Exhausted, FailureLimiter};
 use shared::ApiError;
 use uuid::Uuid;
@@ -425,6 +426,22 @@ impl ChatService {
             serde_json::value::to_raw_value(&views).map_err(|e| ApiError::Unexpected(e.into()))
         })
         .await
+    }
+
+    /// One page of the caller's chat list (uncached: the first page of the
+    /// whole list is [`Self::list`]) and the cursor of the next.
+    pub async fn list_page(
+        &self,
+        user: &str,
+        before: Option<&Place>,
+        limit: usize,
+    ) -> Result<(Vec<ChatView>, Option<String>), ApiError> {
+        let found = self
+            .chats
+            .page_for_user(user, before, i64::try_from(limit).unwrap_or(100) + 1)
+            .await?;
+        let (chats, next) = page::split(found, limit, |c| Place::new(c.last_activity_at, &c.id));
+        Ok((self.views(&chats, user).await?, next))
     }
 
     pub async fn get(&self, user: &str, chat_id: &str) -> Result<ChatView, ApiError> {

@@ -1,12 +1,14 @@
 //! Chats: list, 1:1, groups, members.
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use shared::auth::Authenticated;
 use shared::http::{RequestId, ValidJson};
 use shared::openapi::Problem;
+use shared::page::Place;
 use shared::ApiError;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::domain::service::Removal;
@@ -43,16 +45,58 @@ pub struct MemberBody {
     user_id: String,
 }
 
-/// `GET /api/chat`: the caller's chats, most recently active first.
-#[utoipa::path(get, path = "/api/chat", tag = "chats", responses((status = 200, body = [ChatView]), (status = 401, body = Problem)), security(("bearer" = [])))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1-100. Without `limit` and `before`: the whole list (up to
+    /// 500 chats) in one answer.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// The cursor of the `Link: <...>; rel="next"` header of the previous page.
+    before: Option<String>,
+}
+
+/// `GET /api/chat`: the caller's chats, most recently active first; paged
+/// when asked (`limit`, `before`), with the next page in a `Link` header.
+#[utoipa::path(get, path = "/api/chat", tag = "chats", params(ListQuery), responses((status = 200, body = [ChatView], headers(("Link" = String, description = "rel=\"next\": the next page, when there is one"))), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn list_chats(
     state: web::Data<AppState>,
     caller: Authenticated,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = state.service.list(&caller.user_id).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body.get().to_owned()))
+    if query.limit.is_none() && query.before.is_none() {
+        let body = state.service.list(&caller.user_id).await?;
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body.get().to_owned()));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 100"));
+    }
+    let before = match query.before.as_deref() {
+        Some(cursor) => Some(
+            Place::parse(cursor)
+                .ok_or_else(|| ApiError::validation("before", "not a cursor of this list"))?,
+        ),
+        None => None,
+    };
+    let (chats, next) = state
+        .service
+        .list_page(
+            &caller.user_id,
+            before.as_ref(),
+            usize::try_from(limit).unwrap_or(50),
+        )
+        .await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(next) = next {
+        response.insert_header((
+            header::LINK,
+            format!("</api/chat?limit={limit}&before={next}>; rel=\"next\""),
+        ));
+    }
+    Ok(response.json(chats))
 }
 
 /// `POST /api/chat`: the 1:1 chat with a user (200 existing, 201 new; 403

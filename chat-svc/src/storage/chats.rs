@@ -8,6 +8,7 @@ use mongodb::bson::{doc, DateTime, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+use shared::page::Place;
 
 use super::messages::InsertError;
 
@@ -186,10 +187,31 @@ impl Chats {
         self.chats.find_one(doc! { "_id": chat_id }).await
     }
 
+    /// Up to `limit` of the user's chats after `before`, most recently active
+    /// first (`lastActivityAt`, then `_id`, descending).
+    pub async fn page_for_user(
+        &self,
+        user: &str,
+        before: Option<&Place>,
+        limit: i64,
+    ) -> Result<Vec<ChatDoc>, mongodb::error::Error> {
+        let mut filter = doc! { "memberIds": user };
+        if let Some(place) = before {
+            filter.extend(place.after("lastActivityAt"));
+        }
+        self.chats
+            .find(filter)
+            .sort(doc! { "lastActivityAt": -1, "_id": -1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await
+    }
+
     pub async fn list_for_user(&self, user: &str) -> Result<Vec<ChatDoc>, mongodb::error::Error> {
         self.chats
             .find(doc! { "memberIds": user })
-            .sort(doc! { "lastActivityAt": -1 })
+            .sort(doc! { "lastActivityAt": -1, "_id": -1 })
             .limit(500)
             .await?
             .try_collect()

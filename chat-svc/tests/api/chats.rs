@@ -450,3 +450,60 @@ async fn concurrent_changes_of_a_group_all_land_with_events_that_agree() {
     sizes.sort_unstable();
     assert_eq!(sizes, (3..=10).collect::<Vec<_>>(), "one member more each");
 }
+
+/// The chat list a page at a time: every chat once, in the order of the
+/// whole list, the next page named by the `Link` header; a message moving a
+/// chat to the top while paging does not shift the pages after it; bad
+/// cursors and limits are refused.
+#[tokio::test]
+async fn the_chat_list_pages_by_cursor_in_the_order_of_the_whole_list() {
+    let t = spawn(1).await;
+    let pam = t.user("pam").await;
+    let mut others = Vec::new();
+    for i in 0..5 {
+        let other = t.user(&format!("p{i}")).await;
+        t.group(&pam, &format!("g{i}"), &[&other]).await;
+        others.push(other);
+    }
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let whole = ids(&t.get(0, "/api/chat", &pam).await.json().await.unwrap());
+    assert_eq!(whole.len(), 5);
+
+    let mut seen = Vec::new();
+    let mut path = "/api/chat?limit=2".to_owned();
+    for round in 0.. {
+        assert!(round < 5, "paging does not end: {seen:?}");
+        let r = t.get(0, &path, &pam).await;
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get("link")
+            .map(|l| l.to_str().unwrap().to_owned());
+        seen.extend(ids(&r.json().await.unwrap()));
+        if round == 0 {
+            // The last chat of the list becomes the most recent: it is on a
+            // page already read, or on the top one, never on a later page.
+            let last = whole.last().unwrap();
+            t.send(0, &pam, last, "to the top").await;
+        }
+        let Some(next) = next else { break };
+        let url = next
+            .strip_prefix('<')
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(url, _)| url.to_owned())
+            .expect("a next link");
+        path = url;
+    }
+    assert_eq!(seen, whole[..4], "the pages after the move: {seen:?}");
+
+    for bad in ["?limit=0", "?limit=101", "?before=nope", "?before=MTIz"] {
+        let r = t.get(0, &format!("/api/chat{bad}"), &pam).await;
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+}

@@ -14,6 +14,7 @@ use crate::domain::push::SubscriptionKeys;
 use crate::storage::new_id;
 use crate::storage::notifications::NotificationDoc;
 use crate::storage::subscriptions::{AddError, SubscriptionDoc, MAX_PER_USER};
+use shared::page::{self, Place};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -24,6 +25,8 @@ pub struct FeedQuery {
     /// 1-100, default 50.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// The `nextCursor` of the previous page: the notifications after it.
+    before: Option<String>,
 }
 
 /// A notification (`kind`: `message`, `mention` or `security`).
@@ -62,11 +65,18 @@ impl From<NotificationDoc> for NotificationView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Feed {
     notifications: Vec<NotificationView>,
+    /// More notifications follow this page.
+    has_more: bool,
+    /// Pass as `before` for the next page; null on the last one.
+    next_cursor: Option<String>,
 }
 
-/// The caller's notifications, newest first.
+/// The caller's notifications, newest first, a page at a time: a page ends
+/// with `nextCursor`, which `before` takes to get the next one (stable while
+/// notifications arrive: new ones go before the first page).
 #[utoipa::path(get, path = "/api/notifications", tag = "notifications", params(FeedQuery),
     responses((status = 200, body = Feed), (status = 401, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 pub async fn feed(
@@ -78,12 +88,29 @@ pub async fn feed(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 100"));
     }
+    let before = match query.before.as_deref() {
+        Some(cursor) => Some(
+            Place::parse(cursor)
+                .ok_or_else(|| ApiError::validation("before", "not a cursor of this feed"))?,
+        ),
+        None => None,
+    };
     let found = state
         .notifications
-        .list(&caller.user_id, query.unread_only.unwrap_or(false), limit)
+        .list(
+            &caller.user_id,
+            query.unread_only.unwrap_or(false),
+            before.as_ref(),
+            limit + 1,
+        )
         .await?;
+    let (found, next_cursor) = page::split(found, usize::try_from(limit).unwrap_or(50), |n| {
+        Place::new(n.created_at, &n.id)
+    });
     Ok(HttpResponse::Ok().json(Feed {
         notifications: found.into_iter().map(NotificationView::from).collect(),
+        has_more: next_cursor.is_some(),
+        next_cursor,
     }))
 }
 

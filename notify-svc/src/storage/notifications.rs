@@ -6,6 +6,7 @@ use mongodb::bson::{doc, DateTime};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+use shared::page::Place;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -69,15 +70,21 @@ impl Notifications {
     }
 
     /// Newest first.
+    /// Up to `limit` of the user's notifications, newest first, older than
+    /// `before` (the place of the last one of the previous page).
     pub async fn list(
         &self,
         user: &str,
         unread_only: bool,
+        before: Option<&Place>,
         limit: i64,
     ) -> Result<Vec<NotificationDoc>, mongodb::error::Error> {
         let mut filter = doc! { "userId": user };
         if unread_only {
             filter.insert("readAt", mongodb::bson::Bson::Null);
+        }
+        if let Some(place) = before {
+            filter.extend(place.after("createdAt"));
         }
         self.coll
             .find(filter)

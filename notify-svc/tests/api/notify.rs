@@ -611,3 +611,78 @@ async fn a_hanging_push_endpoint_does_not_hold_up_anyone_elses_notifications() {
     let bob_feed = feed_soon(&app, &bob).await.expect("bob notified");
     assert!(!bob_feed.is_empty());
 }
+
+/// The feed a page at a time: every notification once, newest first, across
+/// pages, while new ones arrive; a cursor from elsewhere is refused.
+#[tokio::test]
+async fn the_feed_pages_by_cursor_without_gaps_or_repeats() {
+    let world = World::new(&new_test_id()).await;
+    let app = world.app().await;
+    let ann = world.person("ann").await;
+    let ben = world.person("ben").await;
+    let members = [&ann, &ben];
+    let chat = world.group("Pages", &members).await;
+    for i in 0..7 {
+        world.send(&chat, &ann, &members, &format!("m{i}")).await;
+    }
+    let whole = eventually(WAIT, || async {
+        let f = feed(&app, &ben, "").await;
+        (f.len() == 7).then_some(f)
+    })
+    .await
+    .expect("7 notifications");
+    let whole: Vec<String> = whole
+        .iter()
+        .map(|n| n["messageId"].as_str().unwrap().to_owned())
+        .collect();
+
+    let page = |query: String| {
+        let (app, ben) = (&app, &ben);
+        async move {
+            let r = app
+                .client
+                .get(app.url(&format!("/api/notifications?{query}")))
+                .bearer_auth(&ben.token)
+                .send()
+                .await
+                .expect("feed");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let mut seen = Vec::new();
+    let mut query = "limit=3".to_owned();
+    for round in 0.. {
+        assert!(round < 10, "paging does not end: {seen:?}");
+        let (status, body) = page(query.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        let items = body["notifications"].as_array().unwrap();
+        seen.extend(
+            items
+                .iter()
+                .map(|n| n["messageId"].as_str().unwrap().to_owned()),
+        );
+        if round == 0 {
+            // Arrives after the first page: it goes before it, not into a later one.
+            world.send(&chat, &ann, &members, "late").await;
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        if body["hasMore"] == false {
+            assert!(body["nextCursor"].is_null(), "{body}");
+            break;
+        }
+        let cursor = body["nextCursor"].as_str().expect("a cursor").to_owned();
+        query = format!("limit=3&before={cursor}");
+    }
+    assert_eq!(
+        seen, whole,
+        "the pages are the feed, each once, in its order"
+    );
+
+    for junk in ["nope", "MTIz", "a.b"] {
+        let (status, body) = page(format!("before={junk}")).await;
+        assert_eq!(status, 422, "{junk}: {body}");
+    }
+}
