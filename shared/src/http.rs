@@ -438,7 +438,10 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "only deserialised: the test checks which bodies parse"
+    )]
     struct Login {
         login: String,
         password: String,

@@ -147,7 +147,10 @@ pub struct SubscriptionBody {
     endpoint: String,
     #[validate(nested)]
     keys: KeysBody,
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "accepted as browsers send it (PushSubscription.toJSON); not used"
+    )]
     expiration_time: Option<serde_json::Value>,
 }
 
