@@ -69,6 +69,10 @@ struct OutboxRecord {
     /// The serialized envelope, published byte for byte.
     body: String,
     created_at: DateTime,
+    /// The recipients' routing keys, published in the `BCC` header (see
+    /// [`Outgoing::bcc`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    bcc: Vec<String>,
 }
 
 /// Where a record waits until it is published.
@@ -97,6 +101,17 @@ pub struct Staged {
 impl Staged {
     pub fn id(&self) -> &str {
         &self.record.id
+    }
+
+    /// Also routes the event to the fan-out queues of the instances where
+    /// these users are connected (see [`Outgoing::bcc`]).
+    #[must_use]
+    pub fn for_recipients(mut self, users: &[String]) -> Self {
+        self.record.bcc = users
+            .iter()
+            .map(|u| crate::topology::recipient_key(u))
+            .collect();
+        self
     }
 
     /// The entry for the document's `outbox` array (`$push` it, or set
@@ -134,6 +149,7 @@ impl OutboxRecord {
             message_id: self.id.clone(),
             correlation_id: self.correlation_id.clone(),
             body: self.body.clone().into_bytes(),
+            bcc: self.bcc.clone(),
         })
     }
 }
@@ -331,6 +347,7 @@ impl Outbox {
             correlation_id: envelope.correlation_id.clone(),
             body: serde_json::to_string(&envelope)?,
             created_at: DateTime::now(),
+            bcc: Vec::new(),
         })
     }
 

@@ -46,6 +46,11 @@ pub struct Outgoing {
     pub message_id: String,
     pub correlation_id: Option<String>,
     pub body: Vec<u8>,
+    /// Extra routing keys (RabbitMQ's `BCC` header, which the broker strips
+    /// before delivery): the recipients' keys ([`crate::topology::recipient_key`]),
+    /// which route the event to the fan-out queues of the instances where
+    /// they are connected, in the same publish.
+    pub bcc: Vec<String>,
 }
 
 impl Outgoing {
@@ -58,6 +63,7 @@ impl Outgoing {
             message_id: envelope.id.to_string(),
             correlation_id: envelope.correlation_id.clone(),
             body: serde_json::to_vec(envelope)?,
+            bcc: Vec::new(),
         })
     }
 }
@@ -82,7 +88,23 @@ impl Publisher {
         &self,
         envelope: &Envelope<E>,
     ) -> Result<(), PublishError> {
-        let outgoing = Outgoing::from_envelope(envelope)?;
+        self.publish_to(envelope, &[]).await
+    }
+
+    /// Publishes one event for `recipients` (user ids): it also reaches the
+    /// fan-out queues bound to their keys. A live-only event (`chat.realtime`)
+    /// that no connected recipient's instance takes is dropped by the broker,
+    /// and that is no error.
+    pub async fn publish_to<E: EventPayload>(
+        &self,
+        envelope: &Envelope<E>,
+        recipients: &[String],
+    ) -> Result<(), PublishError> {
+        let mut outgoing = Outgoing::from_envelope(envelope)?;
+        outgoing.bcc = recipients
+            .iter()
+            .map(|r| crate::topology::recipient_key(r))
+            .collect();
         self.publish_batch(std::slice::from_ref(&outgoing))
             .await
             .pop()
@@ -106,16 +128,25 @@ impl Publisher {
         let mut pending: Vec<Result<PublisherConfirm, PublishError>> =
             Vec::with_capacity(messages.len());
         for m in messages {
+            let mut props = properties(&m.message_id, &m.routing_key, m.correlation_id.as_deref());
+            if !m.bcc.is_empty() {
+                props = with_bcc(props, &m.bcc);
+            }
             let sent = channel
                 .basic_publish(
                     &topology.exchange(m.exchange),
                     &m.routing_key,
                     BasicPublishOptions {
-                        mandatory: true,
+                        // An event a durable queue takes must reach it; one
+                        // only sockets want may find nobody connected.
+                        mandatory: crate::topology::has_durable_consumer(
+                            m.exchange,
+                            &m.routing_key,
+                        ),
                         ..Default::default()
                     },
                     &m.body,
-                    properties(&m.message_id, &m.routing_key, m.correlation_id.as_deref()),
+                    props,
                 )
                 .await
                 .map_err(PublishError::from);
@@ -178,6 +209,23 @@ fn check_confirmation(confirmation: Confirmation, routing_key: &str) -> Result<(
         Confirmation::Nack(_) => Err(PublishError::Nacked),
         Confirmation::NotRequested => Err(PublishError::Nacked),
     }
+}
+
+/// `props` with a `BCC` header of `keys` (sender-selected distribution:
+/// the exchange routes the message by each key as well, and each queue gets
+/// one copy, however many of its bindings match).
+fn with_bcc(props: BasicProperties, keys: &[String]) -> BasicProperties {
+    let mut headers = props.headers().clone().unwrap_or_default();
+    headers.insert(
+        ShortString::from("BCC"),
+        AMQPValue::FieldArray(
+            keys.iter()
+                .map(|k| AMQPValue::LongString(LongString::from(k.clone())))
+                .collect::<Vec<_>>()
+                .into(),
+        ),
+    );
+    props.with_headers(headers)
 }
 
 /// AMQP properties of spec/events.md.

@@ -76,12 +76,49 @@ pub const NOTIFY_SVC_AUTH: QueueSpec = QueueSpec {
 /// Every durable queue of the system.
 pub const DURABLE_QUEUES: [QueueSpec; 3] = [CHAT_SVC_USERS, NOTIFY_SVC_CHAT, NOTIFY_SVC_AUTH];
 
-/// Bindings of a chat-svc instance's live fan-out queue.
-pub const FANOUT_BINDINGS: &[(Exchange, &str)] = &[
-    (Exchange::Chat, "#"),
-    (Exchange::Realtime, "#"),
-    (Exchange::Auth, "auth.session.revoked"),
-];
+/// A fan-out queue's own bindings. Chat and realtime events reach it by
+/// their recipients' keys, bound and unbound by the instance as its sockets
+/// come and go ([`FANOUT_RECIPIENT_EXCHANGES`], [`recipient_key`]).
+pub const FANOUT_BINDINGS: &[(Exchange, &str)] = &[(Exchange::Auth, "auth.session.revoked")];
+
+/// The exchanges on which a fan-out queue binds the keys of the users
+/// connected to its instance.
+pub const FANOUT_RECIPIENT_EXCHANGES: [Exchange; 2] = [Exchange::Chat, Exchange::Realtime];
+
+/// Whether a durable queue of the system binds `key` on `exchange`: such an
+/// event must reach it, so it is published `mandatory` (an unroutable one
+/// is an error, kept in the outbox). Others (`chat.message.updated`, say,
+/// which only sockets want) may reach nobody when no recipient is connected.
+pub fn has_durable_consumer(exchange: Exchange, key: &str) -> bool {
+    DURABLE_QUEUES.iter().any(|spec| {
+        spec.bindings
+            .iter()
+            .any(|(e, pattern)| *e == exchange && topic_matches(pattern, key))
+    })
+}
+
+/// AMQP topic matching: words split on `.`, `*` is one word, `#` zero or more.
+fn topic_matches(pattern: &str, key: &str) -> bool {
+    fn go(p: &[&str], k: &[&str]) -> bool {
+        match (p.first(), k.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&p[1..], k) || (!k.is_empty() && go(p, &k[1..])),
+            (Some(&"*"), Some(_)) => go(&p[1..], &k[1..]),
+            (Some(w), Some(x)) if w == x => go(&p[1..], &k[1..]),
+            _ => false,
+        }
+    }
+    let p: Vec<&str> = pattern.split('.').collect();
+    let k: Vec<&str> = key.split('.').collect();
+    go(&p, &k)
+}
+
+/// The routing key of a recipient (`r.<userId>`), which a chat or realtime
+/// event carries in its `BCC` header for each of its recipients. No event's
+/// own routing key starts with `r.`, so no durable queue's binding matches it.
+pub fn recipient_key(user_id: &str) -> String {
+    format!("r.{user_id}")
+}
 
 /// Deliveries of one message before a quorum queue dead-letters it by
 /// itself (a consumer that crashes on it every time).
@@ -292,5 +329,35 @@ impl Topology {
                 .await?;
         }
         Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns_match_as_amqp_does() {
+        assert!(topic_matches("user.*", "user.registered"));
+        assert!(!topic_matches("user.*", "user.a.b"));
+        assert!(topic_matches("auth.#", "auth.recovery_code.used"));
+        assert!(topic_matches("auth.#", "auth"));
+        assert!(topic_matches("chat.member.*", "chat.member.added"));
+        assert!(!topic_matches("chat.member.*", "chat.message.created"));
+    }
+
+    #[test]
+    fn only_events_a_durable_queue_takes_must_be_routable() {
+        assert!(has_durable_consumer(Exchange::Chat, "chat.message.created"));
+        assert!(has_durable_consumer(Exchange::Auth, "auth.session.revoked"));
+        assert!(!has_durable_consumer(
+            Exchange::Chat,
+            "chat.message.updated"
+        ));
+        assert!(!has_durable_consumer(
+            Exchange::Chat,
+            "chat.message.deleted"
+        ));
+        assert!(!has_durable_consumer(Exchange::Realtime, "typing"));
     }
 }

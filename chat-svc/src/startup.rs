@@ -22,6 +22,7 @@ use crate::events::recovery::SweepRecovery;
 use crate::events::replica::ReplicaHandler;
 use crate::realtime::hub::Hub;
 use crate::realtime::presence::PresenceTracker;
+use crate::realtime::routes::Routes;
 use crate::realtime::socket::Realtime;
 use crate::routes::{self, AppState};
 use crate::storage::blocks::Blocks;
@@ -112,6 +113,11 @@ impl Application {
 
         let broker = infra.messaging.broker.clone();
         let publisher = infra.messaging.publisher.clone();
+        let routes = Routes::new(
+            broker.clone(),
+            broker.topology().fanout_queue(&common.instance_id),
+            hub.clone(),
+        );
         let replica = Consumer::new(
             broker.clone(),
             publisher.clone(),
@@ -133,7 +139,12 @@ impl Application {
             Source::Fanout {
                 instance_id: common.instance_id.clone(),
             },
-            Arc::new(FanoutHandler::new(hub.clone(), users, revocations.clone())),
+            Arc::new(FanoutHandler::new(
+                hub.clone(),
+                routes.clone(),
+                users,
+                revocations.clone(),
+            )),
             metrics,
         )
         .with_prefetch(512);
@@ -145,6 +156,7 @@ impl Application {
         let realtime = Realtime {
             service: service.clone(),
             hub,
+            routes,
             timeline,
             presence,
             revocations,

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use broker::events::auth::{SessionRevoked, UserRegistered};
 use broker::events::chat::Typing;
-use broker::topology::CHAT_SVC_USERS;
-use broker::{Envelope, Outbox, ProcessedEvents, PublishError, Topology};
+use broker::publisher::Outgoing;
+use broker::topology::{recipient_key, CHAT_SVC_USERS, NOTIFY_SVC_CHAT};
+use broker::{Envelope, Exchange, Outbox, ProcessedEvents, PublishError, Topology};
 use helpers::{amqp_url, eventually, Recorder, TestEnv};
 use lapin::types::AMQPValue;
 use tokio_util::sync::CancellationToken;
@@ -89,22 +90,56 @@ async fn an_unroutable_publish_is_reported_as_an_error() {
     let env = TestEnv::new().await;
     let broker = env.broker();
     let publisher = env.publisher(&broker);
-    // No queue binds `typing` on this prefix's chat.realtime (no chat-svc instance runs).
-    let event = Envelope::new(
+    // The queue that takes it is gone (an operator deleted it).
+    let channel = broker.channel().await.expect("a channel");
+    channel
+        .queue_delete(
+            &broker.topology().queue(&NOTIFY_SVC_CHAT),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("queue deleted");
+    let event = |key: &str| Outgoing {
+        exchange: Exchange::Chat,
+        routing_key: key.into(),
+        message_id: "m1".into(),
+        correlation_id: None,
+        body: b"{}".to_vec(),
+        bcc: vec![recipient_key("nobody-connected")],
+    };
+    let result = publisher
+        .publish_batch(&[event("chat.message.created")])
+        .await
+        .pop()
+        .expect("one result");
+    assert!(
+        matches!(result, Err(PublishError::Unroutable(ref key)) if key == "chat.message.created"),
+        "{result:?}"
+    );
+    // An event only sockets want, with none of its recipients connected,
+    // reaches nobody, and that is fine (an edit nobody is online for).
+    let edit = publisher
+        .publish_batch(&[event("chat.message.updated")])
+        .await
+        .pop()
+        .expect("one result");
+    assert!(edit.is_ok(), "{edit:?}");
+    // A live-only event that no instance takes (no chat-svc instance runs,
+    // so no recipient's key is bound) is no error: there was nobody to tell.
+    let typing = Envelope::new(
         "chat-svc",
         None,
         Typing {
             chat_id: "c".into(),
             user_id: "u".into(),
             state: "start".into(),
-            member_ids: vec![],
+            member_ids: vec!["u".into(), "v".into()],
         },
     );
-    let result = publisher.publish(&event).await;
-    assert!(
-        matches!(result, Err(PublishError::Unroutable(ref key)) if key == "typing"),
-        "{result:?}"
-    );
+    publisher
+        .publish_to(&typing, &["v".to_owned()])
+        .await
+        .expect("a live event for nobody connected");
     // The channel stays usable for routable messages.
     publisher
         .publish(&Envelope::new("auth-svc", None, user_registered(2)))

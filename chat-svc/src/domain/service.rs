@@ -845,7 +845,8 @@ impl ChatService {
         let staged = self
             .outbox
             .stage_as(event_id, chat_id, Some(rid), event(cursors.clone()))
-            .map_err(outbox_error)?;
+            .map_err(outbox_error)?
+            .for_recipients(&recipients);
         let entry = staged.entry().map_err(outbox_error)?;
         let (out, carrier) = match write(entry).await {
             Ok(written) => written,
@@ -1121,6 +1122,12 @@ impl ChatService {
             // The blocker does not see them type; nothing to tell the typist.
             return Ok(());
         }
+        let others: Vec<String> = chat
+            .member_ids
+            .iter()
+            .filter(|m| *m != user)
+            .cloned()
+            .collect();
         let event = Typing {
             chat_id: chat_id.to_owned(),
             user_id: user.to_owned(),
@@ -1129,7 +1136,7 @@ impl ChatService {
         };
         if let Err(e) = self
             .publisher
-            .publish(&Envelope::new(crate::SERVICE, None, event))
+            .publish_to(&Envelope::new(crate::SERVICE, None, event), &others)
             .await
         {
             tracing::debug!(error = %e, "typing not relayed");

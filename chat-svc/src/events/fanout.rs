@@ -1,5 +1,6 @@
-//! This instance's fan-out consumer: every chat and realtime event, and
-//! every session revocation, delivered to the sockets connected here.
+//! This instance's fan-out consumer: the chat and realtime events that have
+//! a recipient connected here (see `realtime::routes`), and every session
+//! revocation, delivered to the sockets connected here.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,6 +11,7 @@ use broker::{Event, Handler};
 
 use super::frames::{frame_for, with_cursor};
 use crate::realtime::hub::Hub;
+use crate::realtime::routes::Routes;
 use crate::storage::users::Users;
 use shared::revocations::Revocations;
 
@@ -20,6 +22,7 @@ const CATCH_UP_MARGIN: Duration = Duration::from_secs(10);
 
 pub struct FanoutHandler {
     pub hub: Arc<Hub>,
+    pub routes: Arc<Routes>,
     pub users: Users,
     pub revocations: Revocations,
     /// When the fan-out queue was lost (it is exclusive: it goes with the
@@ -29,9 +32,10 @@ pub struct FanoutHandler {
 }
 
 impl FanoutHandler {
-    pub fn new(hub: Arc<Hub>, users: Users, revocations: Revocations) -> Self {
+    pub fn new(hub: Arc<Hub>, routes: Arc<Routes>, users: Users, revocations: Revocations) -> Self {
         Self {
             hub,
+            routes,
             users,
             revocations,
             // Sockets may connect before the first subscription is bound
@@ -49,21 +53,26 @@ impl Handler for FanoutHandler {
         }
     }
 
-    /// Back on a new queue: every socket here catches up from its user's
-    /// timeline, so an outage of the broker loses no live event.
+    /// Back on a new queue: it is bound to the keys of every user connected
+    /// here, then every socket here catches up from its user's timeline, so
+    /// an outage of the broker loses no live event.
     fn subscribed(&self) {
         let lost = self.lost_at.lock().ok().and_then(|mut l| l.take());
-        if let Some(at) = lost {
-            let from = at
-                .checked_sub(CATCH_UP_MARGIN)
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            tracing::info!(
-                from_ms = from,
-                "fan-out queue back; sockets catch up from the timelines"
-            );
-            self.hub.catch_up_all(from);
-        }
+        let (hub, routes) = (self.hub.clone(), self.routes.clone());
+        tokio::spawn(async move {
+            routes.rebind_all().await;
+            if let Some(at) = lost {
+                let from = at
+                    .checked_sub(CATCH_UP_MARGIN)
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                tracing::info!(
+                    from_ms = from,
+                    "fan-out queue back; sockets catch up from the timelines"
+                );
+                hub.catch_up_all(from);
+            }
+        });
     }
 
     async fn handle(&self, event: &DecodedEnvelope) -> Result<(), HandlerError> {

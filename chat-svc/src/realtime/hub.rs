@@ -142,6 +142,14 @@ impl Hub {
             .unwrap_or(false)
     }
 
+    /// Every user with a socket here.
+    pub fn users(&self) -> Vec<String> {
+        self.users
+            .read()
+            .map(|u| u.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every socket here, as `(user, socket id)`.
     pub fn local_sockets(&self) -> Vec<(String, u64)> {
         self.users

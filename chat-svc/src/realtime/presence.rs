@@ -170,11 +170,11 @@ impl PresenceTracker {
         let event = Presence {
             user_id: user.to_owned(),
             online,
-            contact_ids: contacts,
+            contact_ids: contacts.clone(),
         };
         if let Err(e) = self
             .publisher
-            .publish(&Envelope::new(crate::SERVICE, None, event))
+            .publish_to(&Envelope::new(crate::SERVICE, None, event), &contacts)
             .await
         {
             tracing::debug!(error = %e, "presence not relayed");

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use super::hub::{Hub, Outbound, OUTBOUND_QUEUE};
 use super::presence::PresenceTracker;
+use super::routes::Routes;
 use super::slots::{Admission, MAX_SOCKETS_PER_USER};
 use crate::domain::service::ChatService;
 use crate::events::frames::{cursor_of, with_cursor};
@@ -129,6 +130,7 @@ fn expiry_of(exp: i64) -> tokio::time::Instant {
 pub struct Realtime {
     pub service: ChatService,
     pub hub: Arc<Hub>,
+    pub routes: Arc<Routes>,
     pub timeline: Timeline,
     pub presence: PresenceTracker,
     pub revocations: Revocations,
@@ -381,6 +383,8 @@ impl Connection {
             Self::refuse_too_many(session).await;
             return;
         };
+        // Before `ready`: what is published from then on comes here.
+        rt.routes.join(&user).await;
         if first {
             let (presence, hub, u) = (rt.presence.clone(), rt.hub.clone(), user.clone());
             actix_web::rt::spawn(async move { presence.sync(&u, &hub).await });
@@ -415,6 +419,7 @@ impl Connection {
             }
         }
         if rt.hub.unregister(&user, slot.id) {
+            rt.routes.leave(user.clone());
             let (presence, hub) = (rt.presence.clone(), rt.hub.clone());
             actix_web::rt::spawn(async move { presence.sync(&user, &hub).await });
         }

@@ -53,6 +53,79 @@ async fn each_message_reaches_every_member_socket_once_whichever_instance() {
     }
 }
 
+/// Events consumed by an instance's fan-out queue.
+async fn fanout_consumed(chat: &crate::helpers::TestChat, instance: usize) -> f64 {
+    chat.counter(instance, "events_consumed_total", &["chat-svc.fanout."])
+        .await
+}
+
+/// Live events go only to the instances where a recipient is connected:
+/// with 3 instances and the only connected member on one, the other two
+/// consume nothing; once the member also connects to a second instance,
+/// that one consumes the chat's events too. The sender's own instance gets
+/// nothing for a sender who has no socket.
+#[tokio::test]
+async fn an_event_is_consumed_only_by_the_instances_where_a_recipient_is_connected() {
+    let chat = spawn(3).await;
+    let sam = chat.user("sam").await;
+    let tia = chat.user("tia").await;
+    let id = chat.group(&sam, "routed", &[&tia]).await;
+    let mut tia_a = chat.socket(0, &tia).await;
+    tia_a.send(json!({"type": "ping"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // earlier events settle
+    let consumed = || async {
+        let mut n = [0.0; 3];
+        for (i, slot) in n.iter_mut().enumerate() {
+            *slot = fanout_consumed(&chat, i).await;
+        }
+        n
+    };
+    let before = consumed().await;
+    for i in 0..4 {
+        chat.send(1, &sam, &id, &format!("routed {i}")).await;
+    }
+    let got = tia_a
+        .collect("message.created", Duration::from_millis(1000))
+        .await;
+    assert_eq!(got.len(), 4, "tia gets each once");
+    let after = consumed().await;
+    assert_eq!(
+        after[0] - before[0],
+        4.0,
+        "tia's instance: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[1], before[1],
+        "the sender's instance: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[2], before[2],
+        "an instance without members: {before:?} -> {after:?}"
+    );
+
+    let mut tia_c = chat.socket(2, &tia).await;
+    tia_c.send(json!({"type": "ping"})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = consumed().await;
+    chat.send(1, &sam, &id, "routed to two").await;
+    for socket in [&mut tia_a, &mut tia_c] {
+        let got = socket
+            .collect("message.created", Duration::from_millis(1000))
+            .await;
+        assert_eq!(got.len(), 1);
+    }
+    let after = consumed().await;
+    assert_eq!(
+        [
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ],
+        [1.0, 0.0, 1.0],
+        "{before:?} -> {after:?}"
+    );
+}
+
 #[tokio::test]
 async fn resume_on_the_other_instance_replays_exactly_the_missed_events_in_order() {
     let chat = spawn(2).await;
@@ -280,4 +353,57 @@ async fn membership_is_checked_on_chat_reads_for_sockets_too() {
         .await;
     let f: Value = s.next_of("error").await.unwrap();
     assert_eq!(f["code"], "not_found");
+}
+
+/// An edit and a delete when no member has a socket anywhere: their events
+/// only sockets want, and the broker routes them to nobody. That is no
+/// failure: they leave the outbox (instead of being retried by the sweep,
+/// and appended to the timelines again, every half second).
+#[tokio::test]
+async fn events_for_nobody_connected_leave_the_outbox() {
+    let chat = spawn(1).await;
+    let uma = chat.user("uma").await;
+    let vic = chat.user("vic").await;
+    let id = chat.group(&uma, "offline", &[&vic]).await;
+    let sent = chat.send(0, &uma, &id, "first").await;
+    let message = sent["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/chat/{id}/messages/{message}");
+    let r = chat
+        .client
+        .patch(chat.url(0, &path))
+        .bearer_auth(&uma.token)
+        .json(&json!({"content": "edited"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = chat
+        .client
+        .delete(chat.url(0, &path))
+        .bearer_auth(&uma.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the delete answers the deleted message");
+    let published = |kind: &'static str| {
+        let chat = &chat;
+        async move { chat.counter(0, "events_published_total", &[kind]).await }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let edits = published("type=\"chat.message.updated\"").await;
+        let deletes = published("type=\"chat.message.deleted\"").await;
+        if edits == 1.0 && deletes == 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not published: {edits} edits, {deletes} deletes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The sweep (2 s grace, every 0.5 s) finds nothing left to relay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(published("type=\"chat.message.updated\"").await, 1.0);
+    assert_eq!(chat.counter(0, "outbox_backlog", &[]).await, 0.0);
 }
