@@ -7,6 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use mongodb::bson::{doc, DateTime, Document};
 
+use crate::ApiError;
+
 /// An item's place in the order: its time (ms) and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
@@ -56,6 +58,26 @@ impl Place {
             { time_field: at, "_id": { "$lt": &self.id } },
         ] }
     }
+}
+
+/// A page request's `limit` (1-100, default 50) and `before` cursor, or the
+/// 422 naming the one that is wrong.
+pub fn request(
+    limit: Option<i64>,
+    before: Option<&str>,
+) -> Result<(usize, Option<Place>), ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 100"));
+    }
+    let before = match before {
+        Some(cursor) => Some(
+            Place::parse(cursor)
+                .ok_or_else(|| ApiError::validation("before", "not a cursor of this list"))?,
+        ),
+        None => None,
+    };
+    Ok((usize::try_from(limit).unwrap_or(50), before))
 }
 
 /// `limit` of `found` (fetched with `limit + 1`), and the cursor of the next

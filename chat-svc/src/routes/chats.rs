@@ -6,7 +6,7 @@ use serde::Deserialize;
 use shared::auth::Authenticated;
 use shared::http::{RequestId, ValidJson};
 use shared::openapi::Problem;
-use shared::page::Place;
+use shared::page;
 use shared::ApiError;
 use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
@@ -70,24 +70,10 @@ pub async fn list_chats(
             .content_type("application/json")
             .body(body.get().to_owned()));
     }
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 100"));
-    }
-    let before = match query.before.as_deref() {
-        Some(cursor) => Some(
-            Place::parse(cursor)
-                .ok_or_else(|| ApiError::validation("before", "not a cursor of this list"))?,
-        ),
-        None => None,
-    };
+    let (limit, before) = page::request(query.limit, query.before.as_deref())?;
     let (chats, next) = state
         .service
-        .list_page(
-            &caller.user_id,
-            before.as_ref(),
-            usize::try_from(limit).unwrap_or(50),
-        )
+        .list_page(&caller.user_id, before.as_ref(), limit)
         .await?;
     let mut response = HttpResponse::Ok();
     if let Some(next) = next {

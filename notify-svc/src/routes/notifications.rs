@@ -84,29 +84,17 @@ pub async fn feed(
     caller: Authenticated,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 100"));
-    }
-    let before = match query.before.as_deref() {
-        Some(cursor) => Some(
-            Place::parse(cursor)
-                .ok_or_else(|| ApiError::validation("before", "not a cursor of this feed"))?,
-        ),
-        None => None,
-    };
+    let (limit, before) = page::request(query.limit, query.before.as_deref())?;
     let found = state
         .notifications
         .list(
             &caller.user_id,
             query.unread_only.unwrap_or(false),
             before.as_ref(),
-            limit + 1,
+            i64::try_from(limit).unwrap_or(50) + 1,
         )
         .await?;
-    let (found, next_cursor) = page::split(found, usize::try_from(limit).unwrap_or(50), |n| {
-        Place::new(n.created_at, &n.id)
-    });
+    let (found, next_cursor) = page::split(found, limit, |n| Place::new(n.created_at, &n.id));
     Ok(HttpResponse::Ok().json(Feed {
         notifications: found.into_iter().map(NotificationView::from).collect(),
         has_more: next_cursor.is_some(),
