@@ -620,9 +620,13 @@ function checkEvents(doc) {
   // The per-user bindings, as routes.rs and socket.rs make them.
   const routes = rust('chat-svc/src/realtime/routes.rs');
   const socketSrc = rust('chat-svc/src/realtime/socket.rs');
-  for (const [fn, call] of [['bind', 'queue_bind'], ['unbind', 'queue_unbind']]) {
+  // bind and unbind go through set_binding(.., true / false), which binds
+  // or unbinds the recipient key on each recipient exchange.
+  const setBinding = fnBody(routes, 'set_binding');
+  for (const [fn, call, flag] of [['bind', 'queue_bind', 'true'], ['unbind', 'queue_unbind', 'false']]) {
     const b = fnBody(routes, fn);
-    if (!(/recipient_key\(/.test(b) && /for \w+ in FANOUT_RECIPIENT_EXCHANGES/.test(b) && b.includes(`.${call}(`))) p5.push(`routes.rs: ${fn} does not ${call} recipient_key(user) on each of FANOUT_RECIPIENT_EXCHANGES`);
+    const through = new RegExp(`set_binding\\([^)]*\\b${flag}\\)`).test(b);
+    if (!(through && /recipient_key\(/.test(setBinding) && /for \w+ in FANOUT_RECIPIENT_EXCHANGES/.test(setBinding) && setBinding.includes(`.${call}(`))) p5.push(`routes.rs: ${fn} does not ${call} recipient_key(user) on each of FANOUT_RECIPIENT_EXCHANGES`);
   }
   const joinAt = socketSrc.search(/routes\.join\(/);
   const readyAt = socketSrc.search(/"type":\s*"ready"/);

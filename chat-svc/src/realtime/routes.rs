@@ -107,69 +107,54 @@ impl Routes {
     }
 
     async fn bind(&self, state: &mut State, user: &str) {
-        let key = recipient_key(user);
-        let topology = self.broker.topology().clone();
-        let op = async {
-            let ch = self.channel(&mut state.channel).await?;
-            for exchange in FANOUT_RECIPIENT_EXCHANGES {
-                ch.queue_bind(
-                    &self.queue,
-                    &topology.exchange(exchange),
-                    &key,
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(())
-        };
-        let outcome = tokio::time::timeout(OP_TIMEOUT, op).await;
-        if self.settle(&mut state.channel, "bind", outcome) {
+        if self.set_binding(state, user, true).await {
             state.bound.insert(user.to_owned());
         }
     }
 
     async fn unbind(&self, state: &mut State, user: &str) {
+        self.set_binding(state, user, false).await;
+        // Unbound or not, it is no longer counted: at worst the queue keeps
+        // a key it does not need until it is replaced.
+        state.bound.remove(user);
+    }
+
+    /// Binds (or unbinds) `user`'s key on every recipient exchange, within
+    /// [`OP_TIMEOUT`]; whether it went through. A failed or timed-out one
+    /// drops the channel (a refused operation closes it), to be opened
+    /// again next time.
+    async fn set_binding(&self, state: &mut State, user: &str, bind: bool) -> bool {
         let key = recipient_key(user);
         let topology = self.broker.topology().clone();
         let op = async {
             let ch = self.channel(&mut state.channel).await?;
             for exchange in FANOUT_RECIPIENT_EXCHANGES {
-                ch.queue_unbind(
-                    &self.queue,
-                    &topology.exchange(exchange),
-                    &key,
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let exchange = topology.exchange(exchange);
+                let done = if bind {
+                    ch.queue_bind(
+                        &self.queue,
+                        &exchange,
+                        &key,
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                } else {
+                    ch.queue_unbind(&self.queue, &exchange, &key, FieldTable::default())
+                        .await
+                };
+                done.map_err(|e| e.to_string())?;
             }
             Ok::<_, String>(())
         };
-        let outcome = tokio::time::timeout(OP_TIMEOUT, op).await;
-        // Unbound or not, it is no longer counted: at worst the queue keeps
-        // a key it does not need until it is replaced.
-        state.bound.remove(user);
-        self.settle(&mut state.channel, "unbind", outcome);
-    }
-
-    /// Whether a bind or unbind went through. A failed or timed-out one
-    /// drops the channel (a refused operation closes it), to be opened again
-    /// next time.
-    fn settle(
-        &self,
-        channel: &mut Option<Channel>,
-        what: &str,
-        outcome: Result<Result<(), String>, tokio::time::error::Elapsed>,
-    ) -> bool {
-        let failed = match outcome {
+        let failed = match tokio::time::timeout(OP_TIMEOUT, op).await {
             Ok(Ok(())) => return true,
             Ok(Err(e)) => e,
             Err(_) => "timed out".to_owned(),
         };
+        let what = if bind { "bind" } else { "unbind" };
         tracing::debug!(queue = %self.queue, error = %failed, "fan-out {what} failed; the next queue is bound in full");
-        *channel = None;
+        state.channel = None;
         false
     }
 
